@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what troupe needs to build, test and benchmark on Debian 12.
+# Idempotent: packages already present are skipped by apt.
+set -euo pipefail
+
+packages=(
+  g++
+  liburing-dev
+  libboost1.81-dev
+  libboost-test1.81-dev
+  libboost1.81-tools-dev   # b2
+  libspdlog-dev
+  libfmt-dev
+  libcaf-dev               # CAF 0.17, peer in test/bench
+  libseccomp-dev           # the io_uring-unavailable test installs a seccomp filter
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,96 @@
+// Shared helpers for the benchmark programs in test/bench.
+//
+// Every benchmark prints one JSON line per result:
+//   {"bench":"pingpong_cross_shard","impl":"troupe","unit":"ns/op","value":123.4}
+// Peers run in the same process, repetitions interleaved (A B A B …), and the
+// median of the repetitions is reported, because this VM moves its vCPUs
+// around and a spinning floor can vary 2x between runs.
+//
+// `--quick` runs tiny counts with the same correctness checks; CI runs that.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bench {
+
+struct options {
+  bool quick = false;
+  int repetitions = 5;
+  std::string only;  // run only impls whose name contains this (empty: all)
+};
+
+inline options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+      o.repetitions = 1;
+    } else if (a.rfind("--reps=", 0) == 0) {
+      o.repetitions = std::max(1, std::atoi(argv[i] + 7));
+    } else if (a.rfind("--only=", 0) == 0) {
+      o.only = std::string(a.substr(7));
+    }
+  }
+  return o;
+}
+
+// A failed correctness check ends the benchmark with a non-zero status, so a
+// broken benchmark is red in CI even in quick mode.
+[[noreturn]] inline void fail(const std::string& what) {
+  std::fprintf(stderr, "benchmark check failed: %s\n", what.c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+inline void check(bool ok, const std::string& what) {
+  if (!ok) fail(what);
+}
+
+inline void emit(std::string_view bench, std::string_view impl, std::string_view unit, double value) {
+  std::printf("{\"bench\":\"%.*s\",\"impl\":\"%.*s\",\"unit\":\"%.*s\",\"value\":%.1f}\n",
+              int(bench.size()), bench.data(), int(impl.size()), impl.data(), int(unit.size()),
+              unit.data(), value);
+  std::fflush(stdout);
+}
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// One implementation under test: a name and a function that runs one
+// repetition and returns its figure in `unit`.
+struct contender {
+  std::string impl;
+  std::function<double()> run;
+};
+
+// Runs every contender `reps` times, interleaved, and emits the medians.
+inline void run_interleaved(const options& o, std::string_view bench, std::string_view unit,
+                            const std::vector<contender>& cs) {
+  std::vector<std::vector<double>> figures(cs.size());
+  for (int r = 0; r < o.repetitions; ++r)
+    for (std::size_t i = 0; i < cs.size(); ++i)
+      if (o.only.empty() || cs[i].impl.find(o.only) != std::string::npos)
+        figures[i].push_back(cs[i].run());
+  for (std::size_t i = 0; i < cs.size(); ++i)
+    if (!figures[i].empty()) emit(bench, cs[i].impl, unit, median(figures[i]));
+}
+
+using clock = std::chrono::steady_clock;
+
+inline double ns_since(clock::time_point t0) {
+  return std::chrono::duration<double, std::nano>(clock::now() - t0).count();
+}
+
+}  // namespace bench
