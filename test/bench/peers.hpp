@@ -1,0 +1,105 @@
+// Peer implementations that troupe's benchmark figures are compared against.
+//
+// Every function runs ONE repetition, checks its own correctness with
+// bench::check / bench::fail (a failed check ends the process with status 1)
+// and returns its figure.  Counts are parameters so that --quick can pass tiny
+// ones.  Every threaded peer runs under a watchdog: if a repetition has not
+// finished after 60 s it fails instead of hanging.
+//
+// Thread placement: the two threads of a cross-thread peer are pinned to CPU 0
+// and CPU 1 (pthread_setaffinity_np; if pinning fails the thread runs
+// unpinned).  The threads are created per repetition, each creates its own
+// ring inside the thread, publishes its ring fd through a std::atomic and
+// waits at a start barrier.
+//
+// Fan-out layout (peers f and g): the producer thread runs on CPU 0, ONE
+// consumer thread on CPU 1 hosts all 64 receivers (a receiver is a counter;
+// message i goes to receiver i % 64).  The producer keeps at most a window of
+// messages in flight (consumer publishes how many it has processed), so the
+// kernel's CQ overflow list and the message pool never grow unboundedly.
+// The figure runs from the producer's first send to the consumer's last
+// processed message.
+//
+// Ring flags: SINGLE_ISSUER always, plus DEFER_TASKRUN for "defer" rings (a
+// busy poller then calls io_uring_get_events on every empty poll; adding
+// TASKRUN_FLAG to let it skip that syscall measured ~1 us/round trip slower)
+// or COOP_TASKRUN|TASKRUN_FLAG for the others (a poller enters the kernel only
+// when the SQ flags report pending task work or CQ overflow).  Falls back to
+// simpler flags when io_uring_setup answers -EINVAL.
+#pragma once
+
+namespace bench::peers {
+
+// Resident set size of this process in bytes (/proc/self/statm resident * page size).
+long rss_bytes();
+
+// --- pingpong_cross_shard: ns per round trip, threads on CPU 0 and CPU 1 -----
+
+// One IORING_OP_MSG_RING bounced between two rings; each side blocks in
+// io_uring_submit_and_wait / io_uring_wait_cqe.
+double uring_msgring_blocking(long round_trips, bool defer_taskrun);
+
+// Same as uring_msgring_blocking, but each side busy-polls its CQ
+// (io_uring_peek_cqe; io_uring_get_events on each empty poll of a
+// DEFER_TASKRUN ring).
+double uring_msgring_busypoll(long round_trips, bool defer_taskrun);
+
+// "Payload in CQE": each message is a heap object whose pointer travels in the
+// msg_ring user_data; the receiver busy-polls, reads and frees it, and replies
+// with a new object the same way.  Non-defer rings.
+double uring_payload_in_cqe(long round_trips);
+
+// The floor: one cache-line-aligned atomic slot each way, both threads spinning.
+double spsc_spin_floor(long round_trips);
+
+// --- pingpong_same_shard: ns per round trip, one thread ----------------------
+
+// Two actors on one thread: messages from a free list go through a plain
+// intrusive FIFO mailbox (no atomics), the receiver is put on an intrusive
+// ready list, and a run loop pops actors and dispatches through a function
+// pointer.  The floor for a single-threaded actor ping-pong.
+double intrusive_queue_floor(long round_trips);
+
+// --- fanout_throughput: msgs/s, producer CPU 0 -> 64 receivers on CPU 1 ------
+
+// One IORING_OP_MSG_RING SQE per message (receiver in res/len, sequence in
+// user_data), submitted in batches of 256; consumer busy-polls a 32768-entry
+// CQ.  Failed sends (-EOVERFLOW, -EBUSY, -EAGAIN) are retried.
+double uring_msgring_per_message(long total);
+
+// Vyukov intrusive MPSC queue into the consumer thread plus a msg_ring
+// doorbell that is rung only when the consumer is parked (parked flag
+// published seq_cst, queue re-checked, then io_uring_wait_cqe).  Messages come
+// from a pre-allocated pool recycled behind the consumer.  The raw MPSC +
+// doorbell floor.
+double mpsc_doorbell(long total);
+
+// --- CAF 0.17 -----------------------------------------------------------------
+
+// Ping-pong of n round trips between two event-based actors on a CAF system
+// with `threads` scheduler threads (work stealing); detached=true spawns both
+// actors with caf::detached (one thread each).  ns per round trip.  Note that
+// with threads=2 CAF's work stealing schedules a woken receiver on the
+// sender's own worker, so the two actors mostly run on ONE thread; detached
+// is CAF's only forced cross-thread mode.
+double caf_pingpong(long round_trips, int threads, bool detached);
+
+// One actor sends `total` messages round-robin to 64 event-based actors (with
+// credit-based flow control: each receiver acks every 1024 messages, the
+// producer keeps at most 64 Ki messages un-acked).  msgs/s from the first
+// send to the last message processed; per-receiver counts checked.
+double caf_fanout(long total, int threads);
+
+struct spawn_figures {
+  double spawns_per_s;
+  double rss_bytes_per_actor;
+};
+
+// Spawns `count` idle event-based actors (handles kept) and measures the rate
+// (until every actor has run its initialisation) and the RSS growth per actor.
+// malloc_trim(0) runs first so that every repetition allocates fresh pages
+// (else repetitions after the first reuse freed memory and under-report RSS);
+// the rate therefore includes first-touch page faults.
+spawn_figures caf_spawn(long count, int threads);
+
+}  // namespace bench::peers
