@@ -1,0 +1,174 @@
+// actor<Derived>: the base of every user actor.
+//
+//   struct add { int n; };
+//   struct get {};
+//   class counter : public troupe::actor<counter> {
+//     long total_ = 0;
+//    public:
+//     void on(const add& m) { total_ += m.n; }
+//     long on(const get&) { return total_; }   // a return value is the reply
+//   };
+//
+// Handlers are public overloads `on(const M&)` (or `on(M&&)` for move-only
+// payloads). An actor runs one message at a time on its shard. Optional
+// hooks: `void on_start()` (after the constructor, on the actor's shard),
+// `void on_stop()` (when it stops normally or the runtime shuts down).
+// Everything in this class is to be called from the actor's own handlers.
+#pragma once
+
+#include <troupe/actor_base.hpp>
+#include <troupe/defaults.hpp>
+#include <troupe/detail/dispatch.hpp>
+#include <troupe/placement.hpp>
+#include <troupe/ref.hpp>
+#include <troupe/spawn.hpp>
+
+#include <chrono>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace troupe {
+
+/// What `ask(...)` inside an actor returns: call `.then(fn)` to send it.
+/// `fn(result<R>)` runs later as a message of the asking actor, on its
+/// shard: with the reply, or errc::timeout, errc::actor_stopped (at once
+/// when the target is already dead) or errc::actor_failed. If the asker
+/// stops first, `fn` never runs.
+template <class A, class M>
+class [[nodiscard("an ask is sent by .then(fn)")]] ask_request {
+ public:
+  using reply = detail::reply_type<A, std::remove_cvref_t<M>>;
+
+  ask_request(actor_base* asker, const ref<A>& target, M&& msg, std::chrono::nanoseconds timeout)
+      : asker_(asker), target_(target), msg_(std::forward<M>(msg)), timeout_(timeout) {}
+
+  template <class F>
+  void then(F&& fn) && {
+    static_assert(std::is_invocable_v<F&, result<reply>>,
+                  "troupe: ask(...).then(fn): fn must be callable with troupe::result<Reply>");
+    using message = std::remove_cvref_t<M>;
+    detail::control_block* target = target_.control();
+    if (target == nullptr) throw error("troupe: ask through an empty ref");
+    auto* p = new detail::pending_ask_with<reply, std::decay_t<F>>(std::forward<F>(fn));
+    std::uint64_t id = detail::register_ask(asker_, p, timeout_);
+    detail::post(target, detail::make_envelope<detail::ask_envelope<A, message>>(
+                             detail::reply_to<reply>(detail::actor_access::cb(*asker_), id),
+                             std::forward<M>(msg_)));
+  }
+
+ private:
+  actor_base* asker_;
+  const ref<A>& target_;
+  M&& msg_;
+  std::chrono::nanoseconds timeout_;
+};
+
+template <class Derived>
+class actor : public actor_base {
+ public:
+  /// A ref to this actor.
+  ref<Derived> self() const noexcept {
+    detail::control_block* cb = detail::actor_access::cb(*this);
+    cb->add_ref();
+    return ref<Derived>(cb);
+  }
+
+  /// Same as `to.send(m)`.
+  template <class A, class M>
+  void send(const ref<A>& to, M&& m) const {
+    to.send(std::forward<M>(m));
+  }
+
+  /// Sends `m` to `to` and, through `.then(fn)`, runs fn with the reply.
+  template <class A, class M>
+  ask_request<A, M> ask(const ref<A>& to, M&& m,
+                        std::chrono::nanoseconds timeout = defaults::ask_timeout) {
+    static_assert(handles<A, std::remove_cvref_t<M>>,
+                  "troupe: ask(ref<Actor>, Message): the actor type has no handler on(Message) "
+                  "for this message type — see 'with M = ...; A = ...' above");
+    return ask_request<A, M>(this, to, std::forward<M>(m), timeout);
+  }
+
+  /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no
+  /// timer thread).
+  template <class A, class M>
+  void delayed_send(std::chrono::nanoseconds delay, const ref<A>& to, M&& m) const {
+    using message = std::remove_cvref_t<M>;
+    static_assert(handles<A, message>,
+                  "troupe: delayed_send(delay, ref<Actor>, Message): the actor type has no "
+                  "handler on(Message) — see 'with M = ...; A = ...' above");
+    if (!to) throw error("troupe: delayed_send through an empty ref");
+    detail::post_after(delay, to.control(),
+                       detail::make_envelope<detail::message_envelope<A, message>>(std::forward<M>(m)));
+  }
+
+  /// Sends a copy of `m` to this actor every `period`, until `cancel(id)` or
+  /// the actor stops. A tick that would fall behind is skipped, not queued.
+  template <class M>
+  timer_id every(std::chrono::nanoseconds period, M m) {
+    static_assert(handles<Derived, M>,
+                  "troupe: every(period, Message): this actor has no handler on(Message)");
+    if (period <= std::chrono::nanoseconds::zero()) throw error("troupe: every(): period must be positive");
+    return detail::start_periodic(this, period, new detail::tick_of<Derived, M>(std::move(m)));
+  }
+
+  /// Sends `down` to this actor when `target` stops (at once if it already
+  /// has). This actor needs a handler `on(const troupe::down&)`.
+  template <class A>
+  void monitor(const ref<A>& target) const {
+    static_assert(handles<Derived, down>,
+                  "troupe: monitor(ref): the monitoring actor needs a handler on(const troupe::down&)");
+    if (!target) throw error("troupe: monitor of an empty ref");
+    detail::control_block* me = detail::actor_access::cb(*this);
+    me->add_ref();
+    detail::post_monitor(target.control(), me, &make_down);
+  }
+
+  /// Spawns an actor (see runtime::spawn); returns at once, the constructor
+  /// and on_start run on the target shard.
+  template <class A, class... Args>
+  ref<A> spawn(const placement& where, Args&&... args) const {
+    return detail::spawn<A>(detail::actor_access::cb(*this)->core(), where, mailbox_capacity{0},
+                            std::forward<Args>(args)...);
+  }
+  template <class A, class... Args>
+  ref<A> spawn(const placement& where, mailbox_capacity cap, Args&&... args) const {
+    return detail::spawn<A>(detail::actor_access::cb(*this)->core(), where, cap,
+                            std::forward<Args>(args)...);
+  }
+
+ protected:
+  actor() noexcept = default;
+
+ private:
+  static detail::envelope* make_down(down&& d) {
+    if constexpr (handles<Derived, down>)
+      return detail::make_envelope<detail::message_envelope<Derived, down>>(std::move(d));
+    else
+      return nullptr;
+  }
+
+  void start_hook() final {
+    if constexpr (requires(Derived& d) { d.on_start(); }) static_cast<Derived*>(this)->on_start();
+  }
+  void stop_hook() final {
+    if constexpr (requires(Derived& d) { d.on_stop(); }) static_cast<Derived*>(this)->on_stop();
+  }
+  bool receive_dynamic(const std::type_info& type, void* message) final {
+    if constexpr (requires { typename Derived::accepts; }) {
+      return dispatch_dynamic(type, message, static_cast<typename Derived::accepts*>(nullptr));
+    } else {
+      return false;
+    }
+  }
+  template <class... Ms>
+  bool dispatch_dynamic(const std::type_info& type, void* message, std::tuple<Ms...>*) {
+    auto& self = *static_cast<Derived*>(this);
+    return ((type == typeid(Ms) ? ((void)self.on(std::move(*static_cast<Ms*>(message))), true)
+                                : false) ||
+            ...);
+  }
+};
+
+}  // namespace troupe

@@ -1,0 +1,61 @@
+// The runtime's configuration. Every default lives in defaults.hpp.
+#pragma once
+
+#include <troupe/defaults.hpp>
+#include <troupe/fwd.hpp>
+
+#include <chrono>
+
+namespace troupe {
+
+/// How each shard sets up its ring. Every choice includes
+/// IORING_SETUP_SINGLE_ISSUER and IORING_SETUP_CQSIZE; a kernel that refuses
+/// a flag gets the next plainer setup, and the shard logs which it got.
+enum class ring_setup {
+  /// COOP_TASKRUN | TASKRUN_FLAG: a doorbell to a parked shard is posted
+  /// straight to its CQ (~185 ns/msg received, DESIGN.md figures).
+  coop_taskrun,
+  /// DEFER_TASKRUN | TASKRUN_FLAG: task work runs only when the shard enters
+  /// the kernel; fewer interruptions, slower msg_ring receipt (~430 ns/msg).
+  defer_taskrun,
+  /// No task-run flags at all.
+  plain,
+};
+
+/// How threads that are not shards (main, foreign threads) ring a parked
+/// shard's doorbell.
+enum class foreign_doorbell {
+  /// IORING_REGISTER_SEND_MSG_RING (no ring needed) when the kernel has it
+  /// (probed at start), else the alien ring.
+  automatic,
+  /// Always the runtime's small "alien" ring, shared by foreign threads
+  /// under a mutex (the mutex is never on a shard's path).
+  alien_ring,
+};
+
+/// Whether shard threads are pinned to CPUs (shard i to the i-th CPU of the
+/// process's affinity mask).
+enum class thread_pinning { cpu, none };
+
+struct config {
+  /// Number of shards; 0 means one per CPU in the process's affinity mask.
+  shard_id shards = 0;
+  unsigned sq_entries = defaults::sq_entries;
+  unsigned cq_entries = defaults::cq_entries;
+  ring_setup ring = ring_setup::coop_taskrun;
+  /// Messages one actor runs before the shard moves on.
+  unsigned message_budget = defaults::message_budget;
+  /// How long an idle shard polls before it parks. Tests use 0.
+  std::chrono::microseconds spin_before_park = defaults::spin_before_park;
+  thread_pinning pinning = thread_pinning::cpu;
+  foreign_doorbell foreign = foreign_doorbell::automatic;
+
+  /// For tests: fault injection on the delivery path.
+  struct faults {
+    /// Every k-th doorbell a shard rings fails as the kernel would fail it
+    /// (-EOVERFLOW and -ENOMEM alternately) and must be retried. 0: never.
+    unsigned fail_every_kth_doorbell = 0;
+  } fault_injection;
+};
+
+}  // namespace troupe

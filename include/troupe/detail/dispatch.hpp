@@ -1,0 +1,255 @@
+// Compile-time dispatch: one envelope type, and so one thunk, per
+// (actor, message) pair. No type ids, no registration, no lookup at run time.
+#pragma once
+
+#include <troupe/actor_base.hpp>
+#include <troupe/detail/control_block.hpp>
+#include <troupe/detail/envelope.hpp>
+#include <troupe/detail/runtime_api.hpp>
+#include <troupe/result.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+namespace troupe {
+
+/// True when actor type A has a handler `on(M)` for message type M (taking
+/// `const M&`, `M&&` or `M`).
+template <class A, class M>
+concept handles = requires(A& a, M&& m) { a.on(std::move(m)); };
+
+}  // namespace troupe
+
+namespace troupe::detail {
+
+/// The reply type of `A::on(M)`: what `ask` answers with.
+template <class A, class M>
+using reply_type = decltype(std::declval<A&>().on(std::declval<M&&>()));
+
+template <class A>
+A& actor_of(control_block* cb) noexcept {
+  return *static_cast<A*>(cb->actor_);
+}
+
+/// Destroys an envelope's payload when the thunk leaves, normally or not.
+template <class E>
+struct destroy_on_exit {
+  E* e;
+  ~destroy_on_exit() { e->~E(); }
+};
+
+template <class A, class M>
+struct message_envelope final : envelope {
+  M msg;
+  template <class U>
+  explicit message_envelope(U&& u) : msg(std::forward<U>(u)) {
+    fn = &run;
+  }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<message_envelope*>(e);
+    destroy_on_exit<message_envelope> guard{self};
+    if (act == envelope_action::deliver) (void)actor_of<A>(cb).on(std::move(self->msg));
+  }
+};
+
+/// Runtime dispatch for any_ref: the receiver looks the type up in its
+/// `accepts` list.
+template <class M>
+struct dynamic_envelope final : envelope {
+  M msg;
+  template <class U>
+  explicit dynamic_envelope(U&& u) : msg(std::forward<U>(u)) {
+    fn = &run;
+  }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<dynamic_envelope*>(e);
+    destroy_on_exit<dynamic_envelope> guard{self};
+    if (act == envelope_action::deliver &&
+        !actor_access::receive_dynamic(*cb->actor_, typeid(M), &self->msg))
+      count_unhandled(cb, typeid(M).name());
+  }
+};
+
+// ---- ask / reply -----------------------------------------------------------
+
+/// Answers the ask `id` of the actor `a` with `*result` (a result<R>*), or
+/// counts a late reply when that ask is no longer pending.
+void complete_ask(actor_base* a, std::uint64_t id, void* result);
+
+template <class R>
+struct reply_envelope final : envelope {
+  std::uint64_t id;
+  result<R> value;
+  reply_envelope(std::uint64_t i, result<R>&& v) : id(i), value(std::move(v)) { fn = &run; }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<reply_envelope*>(e);
+    destroy_on_exit<reply_envelope> guard{self};
+    if (act == envelope_action::deliver) complete_ask(cb->actor_, self->id, &self->value);
+  }
+};
+
+/// The state shared by a foreign thread blocked in `get()` and the shard
+/// that answers. Reference counted: the waiter may give up first.
+struct foreign_reply_base {
+  std::atomic<std::uint32_t> refs{2};   // waiter + replier
+  std::atomic<std::uint32_t> state{0};  // 0 waiting, 1 answered, 2 abandoned
+  virtual ~foreign_reply_base() = default;
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+template <class R>
+struct foreign_reply final : foreign_reply_base {
+  std::optional<result<R>> value;
+  void set(result<R>&& r) noexcept {
+    value.emplace(std::move(r));
+    std::uint32_t waiting = 0;
+    if (state.compare_exchange_strong(waiting, 1, std::memory_order_acq_rel))
+      futex_wake_all(&state);
+    else
+      count_late_reply();
+    release();
+  }
+};
+
+/// Where an ask's answer goes: an asking actor (by ask id) or a foreign
+/// waiter. Every ask is answered exactly once: if the envelope is dropped
+/// unanswered, the destructor answers errc::actor_stopped.
+template <class R>
+class reply_to {
+ public:
+  reply_to(control_block* asker, std::uint64_t id) noexcept : asker_(asker), id_(id) {
+    asker_->add_ref();
+  }
+  explicit reply_to(foreign_reply<R>* f) noexcept : foreign_(f) {}
+  reply_to(reply_to&& o) noexcept
+      : asker_(std::exchange(o.asker_, nullptr)),
+        foreign_(std::exchange(o.foreign_, nullptr)),
+        id_(o.id_) {}
+  reply_to& operator=(reply_to&&) = delete;
+  ~reply_to() {
+    if (asker_ != nullptr || foreign_ != nullptr) send(result<R>(errc::actor_stopped));
+  }
+
+  void send(result<R>&& r) noexcept {
+    if (asker_ != nullptr) {
+      post(asker_, make_envelope<reply_envelope<R>>(id_, std::move(r)));
+      std::exchange(asker_, nullptr)->release();
+    } else if (foreign_ != nullptr) {
+      std::exchange(foreign_, nullptr)->set(std::move(r));
+    }
+  }
+
+ private:
+  control_block* asker_ = nullptr;
+  foreign_reply<R>* foreign_ = nullptr;
+  std::uint64_t id_ = 0;
+};
+
+template <class A, class M>
+struct ask_envelope final : envelope {
+  using reply = reply_type<A, M>;
+  reply_to<reply> to;
+  M msg;
+  template <class U>
+  ask_envelope(reply_to<reply>&& t, U&& u) : to(std::move(t)), msg(std::forward<U>(u)) {
+    fn = &run;
+  }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<ask_envelope*>(e);
+    destroy_on_exit<ask_envelope> guard{self};
+    if (act != envelope_action::deliver) return;  // ~reply_to answers actor_stopped
+    try {
+      if constexpr (std::is_void_v<reply>) {
+        actor_of<A>(cb).on(std::move(self->msg));
+        self->to.send(result<void>{});
+      } else {
+        self->to.send(result<reply>(actor_of<A>(cb).on(std::move(self->msg))));
+      }
+    } catch (...) {
+      self->to.send(result<reply>(errc::actor_failed));
+      throw;  // fails the actor
+    }
+  }
+};
+
+/// An ask of an actor waiting for its answer: a timer node (the timeout) and
+/// the continuation. Lives in the asking actor's table until answered,
+/// timed out, or the asker stops (then it is destroyed without running).
+struct pending_ask : timer_node {
+  std::uint64_t id = 0;
+  actor_base* owner = nullptr;
+  virtual ~pending_ask() = default;
+  virtual void complete(void* result) = 0;   // a result<R>*
+  virtual void fail(std::error_code ec) = 0;
+};
+
+template <class R, class F>
+struct pending_ask_with final : pending_ask {
+  F fn;
+  explicit pending_ask_with(F&& f) : fn(std::move(f)) {}
+  void complete(void* r) override { fn(std::move(*static_cast<result<R>*>(r))); }
+  void fail(std::error_code ec) override { fn(result<R>(ec)); }
+};
+
+/// Registers `p` with its owner, gives it an id and arms its timeout.
+std::uint64_t register_ask(actor_base* owner, pending_ask* p, std::chrono::nanoseconds timeout);
+
+// ---- timers ----------------------------------------------------------------
+
+/// Posts `e` to `target` after `delay`, from the calling shard's timer heap.
+void post_after(std::chrono::nanoseconds delay, control_block* target, envelope* e);
+
+/// Makes the envelope of one periodic tick.
+struct tick_source {
+  virtual ~tick_source() = default;
+  virtual envelope* make() = 0;
+};
+
+template <class A, class M>
+struct tick_of final : tick_source {
+  M msg;
+  explicit tick_of(M m) : msg(std::move(m)) {}
+  envelope* make() override { return make_envelope<message_envelope<A, M>>(msg); }
+};
+
+timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick_source* source);
+
+// ---- lifecycle -------------------------------------------------------------
+
+/// Builds the `down` message envelope for a watcher of type W.
+using down_factory = envelope* (*)(down&&);
+
+/// Asks `target` to tell `watcher` with `down` when it stops (at once if it
+/// already has).
+void post_monitor(control_block* target, control_block* watcher, down_factory make);
+
+/// Constructs the actor on its shard, then runs on_start.
+template <class A, class... Args>
+struct construct_envelope final : envelope {
+  std::tuple<std::decay_t<Args>...> args;
+  template <class... U>
+  explicit construct_envelope(U&&... u) : args(std::forward<U>(u)...) {
+    fn = &run;
+  }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<construct_envelope*>(e);
+    destroy_on_exit<construct_envelope> guard{self};
+    if (act != envelope_action::deliver) return;
+    set_constructing(cb);
+    struct reset {
+      ~reset() { set_constructing(nullptr); }
+    } r;
+    cb->actor_ = std::apply(
+        [](auto&&... a) -> actor_base* { return new A(std::move(a)...); }, std::move(self->args));
+    actor_started(cb);
+  }
+};
+
+}  // namespace troupe::detail

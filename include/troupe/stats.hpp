@@ -1,0 +1,50 @@
+// Counters of the runtime, per shard. Read them with runtime::stats().
+#pragma once
+
+#include <troupe/fwd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace troupe {
+
+struct shard_stats {
+  std::uint64_t messages_run = 0;      // envelopes delivered to a live actor
+  std::uint64_t sends_local = 0;       // enqueued from this shard to an actor on it
+  std::uint64_t sends_remote = 0;      // enqueued from this shard to another shard
+  std::uint64_t doorbells_sent = 0;    // msg_ring doorbells this shard rang
+  std::uint64_t doorbells_retried = 0; // of those, failed (-EOVERFLOW/-ENOMEM...) and rung again
+  std::uint64_t doorbell_faults_injected = 0;  // config::fault_injection
+  std::uint64_t parks = 0;             // times the shard blocked in io_uring_enter
+  std::uint64_t dead_letters = 0;      // envelopes whose target had stopped
+  std::uint64_t late_replies = 0;      // replies that came after their ask timed out
+  std::uint64_t unhandled = 0;         // any_ref messages the actor does not accept
+  std::uint64_t mailbox_high_water = 0;// deepest mailbox seen on this shard
+  std::uint64_t envelopes_live = 0;    // taken from this shard's pool, not yet back
+  std::uint64_t pool_slabs = 0;        // slab allocations of this shard's pool
+  std::uint64_t cq_overflows = 0;      // turns that found the CQ in overflow
+  std::uint64_t actors_live = 0;
+};
+
+struct runtime_stats {
+  std::vector<shard_stats> shards;
+  std::uint64_t sends_foreign = 0;         // from threads that are not shards
+  std::uint64_t foreign_dead_letters = 0;  // refused or undeliverable foreign sends
+  std::uint64_t foreign_late_replies = 0;
+  std::uint64_t foreign_doorbells = 0;
+
+  /// Every envelope sent, from anywhere.
+  std::uint64_t sent() const noexcept;
+  /// Every envelope delivered to a live actor.
+  std::uint64_t processed() const noexcept;
+  /// Every envelope that found its target stopped.
+  std::uint64_t dead_letters() const noexcept;
+  std::uint64_t late_replies() const noexcept;
+  std::uint64_t envelopes_live() const noexcept;
+
+  /// A table, one line per shard.
+  std::string text() const;
+};
+
+}  // namespace troupe

@@ -1,0 +1,218 @@
+// What an actor owns besides its state: asks in flight, monitors, periodic
+// timers — created on first use, all touched by the actor's shard only, and
+// torn down when the actor dies (monitors get `down`, pending continuations
+// are destroyed without running, timers are disarmed).
+#include "log.hpp"
+#include "shard.hpp"
+
+#include <troupe/actor_base.hpp>
+#include <troupe/detail/dispatch.hpp>
+#include <troupe/ref.hpp>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+namespace troupe::detail {
+
+struct monitor_entry {
+  control_block* watcher;  // owns a reference
+  down_factory make;
+};
+
+struct periodic_timer : timer_node {
+  timer_id id;
+  control_block* owner;
+  std::int64_t period_ns;
+  std::unique_ptr<tick_source> source;
+};
+
+struct actor_extras {
+  std::uint64_t next_ask = 1;
+  std::unordered_map<std::uint64_t, pending_ask*> asks;
+  std::vector<monitor_entry> monitors;
+  timer_id next_timer = 1;
+  std::unordered_map<timer_id, std::unique_ptr<periodic_timer>> timers;
+};
+
+namespace {
+
+actor_extras& extras_of(actor_base& a) {
+  actor_extras*& x = actor_access::extras(a);
+  if (x == nullptr) x = new actor_extras;
+  return *x;
+}
+
+any_ref ref_to(control_block* cb) noexcept {
+  cb->add_ref();
+  return any_ref(cb);
+}
+
+/// Delivered to the asker when its ask's timer fires first.
+struct ask_timeout_envelope final : envelope {
+  std::uint64_t id;
+  explicit ask_timeout_envelope(std::uint64_t i) : id(i) { fn = &run; }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<ask_timeout_envelope*>(e);
+    destroy_on_exit<ask_timeout_envelope> guard{self};
+    if (act != envelope_action::deliver) return;
+    actor_extras* x = actor_access::extras(*cb->actor_);
+    auto it = x->asks.find(self->id);
+    if (it == x->asks.end()) return;  // the reply won the race
+    std::unique_ptr<pending_ask> p(it->second);
+    x->asks.erase(it);
+    p->fail(make_error_code(errc::timeout));
+  }
+};
+
+/// Registers a watcher with the target; `down` at once if the target is dead.
+struct monitor_envelope final : envelope {
+  control_block* watcher;
+  down_factory make;
+  monitor_envelope(control_block* w, down_factory m) : watcher(w), make(m) { fn = &run; }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<monitor_envelope*>(e);
+    destroy_on_exit<monitor_envelope> guard{self};
+    if (act == envelope_action::deliver) {
+      extras_of(*cb->actor_).monitors.push_back({self->watcher, self->make});
+      return;
+    }
+    const exit_info* why = cb->exit();
+    down d{ref_to(cb), why ? why->code : std::error_code{}, why ? why->what : std::string()};
+    post(self->watcher, self->make(std::move(d)));
+    self->watcher->release();
+  }
+};
+
+struct delayed_delivery final : timer_node {
+  control_block* target;  // owns a reference
+  envelope* e;
+};
+
+void fire_delayed(timer_node* t, bool cancelled) {
+  std::unique_ptr<delayed_delivery> d(static_cast<delayed_delivery*>(t));
+  shard* s = this_shard_ptr();
+  if (cancelled) {
+    // Shutdown: it counts as sent and as a dead letter.
+    s->post(d->target, d->e);
+  } else {
+    post(d->target, d->e);
+  }
+  d->target->release();
+}
+
+void fire_ask_timeout(timer_node* t, bool cancelled) {
+  if (cancelled) return;  // the asker is gone and took the pending ask with it
+  auto* p = static_cast<pending_ask*>(t);
+  control_block* owner = actor_access::cb(*p->owner);
+  this_shard_ptr()->post(owner, make_envelope<ask_timeout_envelope>(p->id));
+}
+
+void fire_periodic(timer_node* t, bool cancelled) {
+  if (cancelled) return;
+  auto* p = static_cast<periodic_timer*>(t);
+  this_shard_ptr()->post(p->owner, p->source->make());
+  std::int64_t now = now_ns();
+  p->deadline_ns += p->period_ns;
+  if (p->deadline_ns <= now) p->deadline_ns = now + p->period_ns;  // skip, don't queue up
+  arm_timer(p);
+}
+
+}  // namespace
+
+std::uint64_t register_ask(actor_base* owner, pending_ask* p, std::chrono::nanoseconds timeout) {
+  actor_extras& x = extras_of(*owner);
+  p->id = x.next_ask++;
+  p->owner = owner;
+  p->fire = &fire_ask_timeout;
+  p->deadline_ns = now_ns() + timeout.count();
+  x.asks.emplace(p->id, p);
+  arm_timer(p);
+  return p->id;
+}
+
+void complete_ask(actor_base* a, std::uint64_t id, void* result) {
+  actor_extras* x = actor_access::extras(*a);
+  auto it = x ? x->asks.find(id) : decltype(x->asks.end()){};
+  if (x == nullptr || it == x->asks.end()) {
+    count_late_reply();
+    return;
+  }
+  std::unique_ptr<pending_ask> p(it->second);
+  x->asks.erase(it);
+  disarm_timer(p.get());
+  p->complete(result);
+}
+
+void post_after(std::chrono::nanoseconds delay, control_block* target, envelope* e) {
+  shard* s = this_shard_ptr();
+  if (s == nullptr) throw error("troupe: delayed_send is for actors (it uses the shard's timers)");
+  auto* d = new delayed_delivery;
+  d->target = target;
+  d->e = e;
+  d->fire = &fire_delayed;
+  d->deadline_ns = now_ns() + delay.count();
+  target->add_ref();
+  s->arm(d);
+}
+
+timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick_source* source) {
+  std::unique_ptr<tick_source> src(source);
+  actor_extras& x = extras_of(*owner);
+  auto t = std::make_unique<periodic_timer>();
+  t->id = x.next_timer++;
+  t->owner = actor_access::cb(*owner);
+  t->period_ns = period.count();
+  t->source = std::move(src);
+  t->fire = &fire_periodic;
+  t->deadline_ns = now_ns() + t->period_ns;
+  arm_timer(t.get());
+  timer_id id = t->id;
+  x.timers.emplace(id, std::move(t));
+  return id;
+}
+
+void post_monitor(control_block* target, control_block* watcher, down_factory make) {
+  post(target, make_envelope<monitor_envelope>(watcher, make));
+}
+
+void destroy_extras(actor_base& a, control_block* cb, const exit_info& why) noexcept {
+  actor_extras* x = std::exchange(actor_access::extras(a), nullptr);
+  if (x == nullptr) return;
+  for (monitor_entry& m : x->monitors) {
+    post(m.watcher, m.make(down{ref_to(cb), why.code, why.what}));
+    m.watcher->release();
+  }
+  for (auto& [id, p] : x->asks) {
+    disarm_timer(p);
+    delete p;  // its continuation never runs
+  }
+  for (auto& [id, t] : x->timers) disarm_timer(t.get());
+  delete x;
+}
+
+}  // namespace troupe::detail
+
+namespace troupe {
+
+actor_base::actor_base() noexcept : cb_(detail::constructing()) {}
+
+actor_base::~actor_base() {
+  // Normally destroy_extras ran already; this covers a constructor of a
+  // derived class that threw after using asks or timers.
+  if (extras_ != nullptr) detail::destroy_extras(*this, cb_, detail::exit_info{});
+}
+
+shard_id actor_base::this_shard() const noexcept { return cb_->shard(); }
+
+troupe::runtime& actor_base::system() const noexcept { return detail::owner_of(cb_->core()); }
+
+void actor_base::cancel(timer_id id) noexcept {
+  if (extras_ == nullptr) return;
+  auto it = extras_->timers.find(id);
+  if (it == extras_->timers.end()) return;
+  detail::disarm_timer(it->second.get());
+  extras_->timers.erase(it);
+}
+
+}  // namespace troupe

@@ -1,0 +1,163 @@
+// The entry points the public templates call: envelope memory, post, spawn's
+// control block, and the small services (late replies, futex waits).
+#include "log.hpp"
+#include "runtime_core.hpp"
+#include "shard.hpp"
+
+#include <troupe/detail/dispatch.hpp>
+#include <troupe/detail/runtime_api.hpp>
+#include <troupe/error.hpp>
+#include <troupe/ref.hpp>
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <new>
+
+namespace troupe::detail {
+
+std::atomic<std::int64_t> heap_envelopes_live{0};
+std::atomic<std::uint64_t> foreign_late_replies{0};
+
+namespace {
+std::atomic<std::uint64_t> next_actor_id{1};
+
+// The calling shard when it belongs to the runtime of `cb`, else nullptr.
+shard* home_for(const control_block* cb) noexcept {
+  shard* s = this_shard_ptr();
+  return s != nullptr && &s->core() == cb->core() ? s : nullptr;
+}
+}  // namespace
+
+envelope_memory allocate_envelope(std::size_t size) {
+  shard* s = this_shard_ptr();
+  if (s != nullptr && size <= envelope_pool::block_size) return {s->pool().allocate(), &s->pool()};
+  void* p = ::operator new(size);
+  heap_envelopes_live.fetch_add(1, std::memory_order_relaxed);
+  return {p, nullptr};
+}
+
+void release_envelope_memory(envelope_memory m) noexcept {
+  if (m.pool == nullptr) {
+    heap_envelopes_live.fetch_sub(1, std::memory_order_relaxed);
+    ::operator delete(m.memory);
+    return;
+  }
+  static_cast<envelope_pool*>(m.pool)->free_local(m.memory);
+}
+
+void free_envelope(envelope* e) noexcept {
+  if (shard* s = this_shard_ptr()) return s->free(e);
+  auto* p = static_cast<envelope_pool*>(e->pool);
+  if (p == nullptr) {
+    heap_envelopes_live.fetch_sub(1, std::memory_order_relaxed);
+    return ::operator delete(e);
+  }
+  envelope_pool::chain one;
+  one.push(e);
+  p->give_back(one);
+}
+
+namespace {
+void dispatch(control_block* target, envelope* e) noexcept {
+  if (shard* s = home_for(target)) return s->post(target, e);
+  target->core()->post_foreign(target, e);
+}
+}  // namespace
+
+void post(control_block* target, envelope* e) noexcept {
+  // The depth is kept only for actors with a mailbox_capacity; the consumer
+  // (or the dead-letter path) takes it down again.
+  if (target->capacity_ != 0) target->depth_.fetch_add(1, std::memory_order_relaxed);
+  dispatch(target, e);
+}
+
+bool try_post(control_block* target, envelope* e) noexcept {
+  if (target->capacity_ != 0) {
+    std::uint32_t depth = target->depth_.load(std::memory_order_relaxed);
+    do {
+      if (depth >= target->capacity_) return false;
+    } while (!target->depth_.compare_exchange_weak(depth, depth + 1, std::memory_order_relaxed));
+  }
+  dispatch(target, e);
+  return true;
+}
+
+control_block* new_control_block(runtime_core* core, const placement& where,
+                                 const actor_type* type, std::uint32_t capacity) {
+  shard_id s = core->pick(where);
+  auto* cb = new control_block(core, next_actor_id.fetch_add(1, std::memory_order_relaxed), s,
+                               type, capacity);
+  core->add_ref();
+  return cb;
+}
+
+void control_block::destroy(control_block* cb) noexcept {
+  runtime_core* core = cb->core_;
+  delete cb->exit_;
+  delete cb;
+  core->release();
+}
+
+void actor_started(control_block* cb) { this_shard_ptr()->actor_started(cb); }
+
+runtime_core* current_core() noexcept {
+  shard* s = this_shard_ptr();
+  return s ? &s->core() : nullptr;
+}
+
+void forbid_on_shard(const char* what) {
+  if (shard* s = this_shard_ptr())
+    throw error(fmt::format("troupe: {} called on shard {}'s thread: it would block the shard "
+                            "and deadlock it. Inside an actor use ask(...).then(...).",
+                            what, s->id()));
+}
+
+runtime& owner_of(runtime_core* core) noexcept { return core->owner(); }
+
+void count_late_reply() noexcept {
+  if (shard* s = this_shard_ptr()) return s->count_late_reply();
+  // A foreign thread answered (rare): no shard to count on, and the runtime
+  // is unknown here, so the count goes to the process-wide tally.
+  foreign_late_replies.fetch_add(1, std::memory_order_relaxed);
+}
+
+void count_unhandled(control_block* cb, std::string_view type) noexcept {
+  if (shard* s = this_shard_ptr()) s->count_unhandled(cb, type);
+}
+
+void arm_timer(timer_node* t) noexcept { this_shard_ptr()->arm(t); }
+void disarm_timer(timer_node* t) noexcept { this_shard_ptr()->disarm(t); }
+
+bool futex_wait_until(std::atomic<std::uint32_t>* word, std::uint32_t expected,
+                      std::int64_t deadline_ns) noexcept {
+  std::int64_t left = deadline_ns - now_ns();
+  if (left <= 0) return false;
+  timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+  long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE,
+                     expected, &ts, nullptr, 0);
+  return !(r != 0 && errno == ETIMEDOUT);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT32_MAX,
+            nullptr, nullptr, 0);
+}
+
+}  // namespace troupe::detail
+
+namespace troupe {
+
+std::string to_string(const detail::ref_base& r) {
+  return r ? detail::name_of(r.control()) : std::string("<empty ref>");
+}
+
+shard_id this_shard() noexcept {
+  detail::shard* s = detail::this_shard_ptr();
+  return s ? s->id() : no_shard;
+}
+
+}  // namespace troupe

@@ -1,0 +1,95 @@
+#include "ring.hpp"
+
+#include "log.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace troupe::detail {
+
+namespace {
+
+const char* name_of(ring_setup s) {
+  switch (s) {
+    case ring_setup::coop_taskrun: return "SINGLE_ISSUER|COOP_TASKRUN|TASKRUN_FLAG";
+    case ring_setup::defer_taskrun: return "SINGLE_ISSUER|DEFER_TASKRUN|TASKRUN_FLAG";
+    case ring_setup::plain: return "SINGLE_ISSUER";
+  }
+  return "?";
+}
+
+unsigned flags_of(ring_setup s) {
+  switch (s) {
+    case ring_setup::coop_taskrun: return IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    case ring_setup::defer_taskrun: return IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    case ring_setup::plain: return 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string io_uring_unavailable_message(int err) {
+  std::string disabled;
+  if (std::ifstream f("/proc/sys/kernel/io_uring_disabled"); f) std::getline(f, disabled);
+  std::string head = "troupe: cannot create an io_uring ring (io_uring_setup: " +
+                     std::string(std::strerror(err)) + "). ";
+  if (err == EPERM && disabled == "2")
+    return head +
+           "io_uring is disabled on this machine (sysctl kernel.io_uring_disabled=2). "
+           "Enable it with `sysctl -w kernel.io_uring_disabled=0` (as root).";
+  if (err == EPERM && disabled == "1")
+    return head +
+           "io_uring is restricted to one group (sysctl kernel.io_uring_disabled=1): run as a "
+           "member of the group in kernel.io_uring_group, or set kernel.io_uring_disabled=0.";
+  if (err == EPERM || err == ENOSYS)
+    return head +
+           "The kernel allows io_uring here, so a seccomp filter most likely denies "
+           "io_uring_setup (container runtimes' default profiles do). Run with a seccomp "
+           "profile that allows io_uring_setup, io_uring_enter and io_uring_register" +
+           std::string(err == ENOSYS ? ", or use a kernel built with CONFIG_IO_URING." : ".");
+  if (err == ENOMEM)
+    return head + "Raise the locked-memory limit (ulimit -l) or lower config::sq_entries/cq_entries.";
+  return head + "Check that the kernel supports io_uring (5.19 or newer is needed).";
+}
+
+std::string ring::open(const config& cfg, unsigned shard) {
+  ring_setup tries[3] = {cfg.ring, ring_setup::plain, ring_setup::plain};
+  int n = cfg.ring == ring_setup::plain ? 1 : 2;
+  for (int i = 0; i < n; ++i) {
+    io_uring_params p{};
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | flags_of(tries[i]);
+    p.cq_entries = cfg.cq_entries;
+    int r = io_uring_queue_init_params(cfg.sq_entries, &ring_, &p);
+    if (r == -EINVAL && i + 1 < n) {
+      log().warn("shard {}: kernel refused ring setup {}, falling back to {}", shard,
+                 name_of(tries[i]), name_of(tries[i + 1]));
+      continue;
+    }
+    if (r < 0) return io_uring_unavailable_message(-r);
+    setup_ = tries[i];
+    open_ = true;
+    log().debug("shard {}: ring fd {} set up with {}, sq {} cq {}", shard, ring_.ring_fd,
+                name_of(setup_), p.sq_entries, p.cq_entries);
+    return {};
+  }
+  return io_uring_unavailable_message(EINVAL);
+}
+
+void ring::close() noexcept {
+  if (open_) io_uring_queue_exit(&ring_);
+  open_ = false;
+}
+
+io_uring_sqe* ring::sqe() noexcept {
+  io_uring_sqe* s = io_uring_get_sqe(&ring_);
+  while (s == nullptr) {
+    io_uring_submit(&ring_);
+    s = io_uring_get_sqe(&ring_);
+  }
+  return s;
+}
+
+}  // namespace troupe::detail

@@ -1,0 +1,63 @@
+// A shard's io_uring ring: set up inside the shard thread with the flags the
+// config asks for, falling back to plainer setups when the kernel refuses.
+#pragma once
+
+#include <troupe/config.hpp>
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <string>
+
+namespace troupe::detail {
+
+// user_data of the CQEs a shard sees: kind in the top byte, argument below.
+enum class cqe_kind : std::uint8_t {
+  doorbell = 1,        // a doorbell rung at this shard (nothing to do: it woke us)
+  doorbell_sent = 2,   // failure of a doorbell this shard rang (arg: target shard)
+  doorbell_fault = 3,  // an injected doorbell failure (arg: target | variant << 32)
+};
+
+inline std::uint64_t tag(cqe_kind k, std::uint64_t arg) noexcept {
+  return (std::uint64_t(k) << 56) | (arg & ((std::uint64_t(1) << 56) - 1));
+}
+inline cqe_kind kind_of(std::uint64_t user_data) noexcept { return cqe_kind(user_data >> 56); }
+inline std::uint64_t arg_of(std::uint64_t user_data) noexcept {
+  return user_data & ((std::uint64_t(1) << 56) - 1);
+}
+
+class ring {
+ public:
+  ring() = default;
+  ring(const ring&) = delete;
+  ring& operator=(const ring&) = delete;
+  ~ring() { close(); }
+
+  /// Sets the ring up for the calling thread. Returns "" on success, else a
+  /// message for troupe::error saying what to do.
+  std::string open(const config& cfg, unsigned shard);
+  void close() noexcept;
+
+  io_uring* get() noexcept { return &ring_; }
+  int fd() const noexcept { return ring_.ring_fd; }
+  ring_setup setup() const noexcept { return setup_; }
+  bool is_open() const noexcept { return open_; }
+
+  /// A free SQE; submits first when the SQ is full.
+  io_uring_sqe* sqe() noexcept;
+
+  /// Flags the kernel set in the SQ ring (IORING_SQ_TASKRUN, _CQ_OVERFLOW).
+  unsigned sq_flags() const noexcept {
+    return __atomic_load_n(ring_.sq.kflags, __ATOMIC_RELAXED);
+  }
+
+ private:
+  io_uring ring_{};
+  ring_setup setup_ = ring_setup::plain;
+  bool open_ = false;
+};
+
+/// What to tell the user when io_uring_setup fails with `err` (> 0).
+std::string io_uring_unavailable_message(int err);
+
+}  // namespace troupe::detail

@@ -1,0 +1,97 @@
+#include "log.hpp"
+#include "runtime_core.hpp"
+
+#include <troupe/runtime.hpp>
+#include <troupe/stats.hpp>
+
+#include <fmt/format.h>
+
+#include <exception>
+
+namespace troupe {
+
+runtime::runtime(config cfg) : core_(new detail::runtime_core(*this, cfg)) {
+  try {
+    core_->start();
+  } catch (...) {
+    core_->release();
+    throw;
+  }
+}
+
+runtime::~runtime() {
+  if (detail::this_shard_ptr() != nullptr && &detail::this_shard_ptr()->core() == core_) {
+    detail::log().critical("runtime destroyed on one of its own shard threads; aborting");
+    std::terminate();
+  }
+  stop();
+  core_->release();
+}
+
+void runtime::stop() {
+  core_->request_stop();
+  detail::shard* me = detail::this_shard_ptr();
+  if (me != nullptr && &me->core() == core_) return;  // never join our own thread
+  core_->wait_and_join();
+}
+
+void runtime::wait() { core_->wait_and_join(); }
+
+shard_id runtime::shards() const noexcept { return core_->size(); }
+
+runtime_stats runtime::stats() const {
+  runtime_stats s;
+  core_->fill_stats(s);
+  return s;
+}
+
+ring_setup runtime::ring_of(shard_id s) const {
+  if (s >= core_->size()) throw error("troupe: ring_of: no such shard");
+  return core_->at(s).setup();
+}
+
+bool runtime::foreign_doorbell_registered() const noexcept { return core_->registered_doorbell(); }
+
+std::uint64_t runtime_stats::sent() const noexcept {
+  std::uint64_t n = sends_foreign;
+  for (auto& s : shards) n += s.sends_local + s.sends_remote;
+  return n;
+}
+std::uint64_t runtime_stats::processed() const noexcept {
+  std::uint64_t n = 0;
+  for (auto& s : shards) n += s.messages_run;
+  return n;
+}
+std::uint64_t runtime_stats::dead_letters() const noexcept {
+  std::uint64_t n = foreign_dead_letters;
+  for (auto& s : shards) n += s.dead_letters;
+  return n;
+}
+std::uint64_t runtime_stats::late_replies() const noexcept {
+  std::uint64_t n = foreign_late_replies;
+  for (auto& s : shards) n += s.late_replies;
+  return n;
+}
+std::uint64_t runtime_stats::envelopes_live() const noexcept {
+  std::uint64_t n = 0;
+  for (auto& s : shards) n += s.envelopes_live;
+  return n;
+}
+
+std::string runtime_stats::text() const {
+  std::string out = fmt::format("{:>5} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9} {:>6}\n",
+                                "shard", "run", "local", "remote", "doorbell", "retried",
+                                "parks", "dead", "late", "mbox-hw", "actors");
+  for (std::size_t i = 0; i < shards.size(); ++i) {
+    const shard_stats& s = shards[i];
+    out += fmt::format("{:>5} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>7} {:>9} {:>6}\n", i,
+                       s.messages_run, s.sends_local, s.sends_remote, s.doorbells_sent,
+                       s.doorbells_retried, s.parks, s.dead_letters, s.late_replies,
+                       s.mailbox_high_water, s.actors_live);
+  }
+  out += fmt::format("foreign: {} sends, {} dead letters, {} doorbells, {} late replies\n",
+                     sends_foreign, foreign_dead_letters, foreign_doorbells, foreign_late_replies);
+  return out;
+}
+
+}  // namespace troupe

@@ -1,0 +1,561 @@
+// The shard loop and the delivery protocol.
+//
+// One turn: (1) reap CQEs (failed doorbells, wake-ups), (2) take the inbox
+// (actors scheduled by other threads), (3) fire due timers, (4) run the
+// actors that were ready at the start of the step, each for at most
+// `message_budget` messages, (5) one io_uring_enter at most: submit if SQEs
+// are pending, else flush task work / overflowed CQEs if the kernel flagged
+// them, else none. An idle shard spins for `spin_before_park`, then parks.
+//
+// Delivery invariants:
+// - Each actor has two queues: the local FIFO (senders on its own shard; no
+//   atomics) and the MPSC mailbox (everyone else). A local send first
+//   splices whatever the mailbox holds into the local FIFO, and the runner
+//   pops the local FIFO first; so messages of one sender arrive in send
+//   order even if that sender moves between shards.
+// - A remote sender that moves `remote_scheduled_` 0->1 owns the right to put
+//   the actor on its shard's inbox (with one reference). The shard clears the
+//   flag (seq_cst) before it looks at the mailbox, so a sender that saw 1
+//   pushed before the clear and its message is found by the run that
+//   follows. A mailbox node still being linked reads as "busy": the actor
+//   stays scheduled and is looked at again next turn, never dropped.
+// - Doorbell: a shard publishes `parked` (seq_cst) and re-checks its inbox
+//   before it blocks; a sender pushes the inbox (seq_cst) and then checks
+//   `parked`. One of them sees the other. Only the sender that moves
+//   parked->notified rings (one msg_ring); a failed doorbell CQE makes that
+//   sender ring again next turn — the target stays "notified", so nobody
+//   else would.
+// - References: a live actor's shard holds its "life" reference. A dead
+//   actor in the ready queue holds one reference (its life reference, or the
+//   inbox reference that brought it back); run_actor drains it and drops it.
+#include "shard.hpp"
+
+#include "log.hpp"
+#include "runtime_core.hpp"
+
+#include <troupe/actor_base.hpp>
+#include <troupe/ref.hpp>
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <ctime>
+#include <exception>
+#include <typeinfo>
+#include <unordered_set>
+
+namespace troupe::detail {
+
+namespace {
+thread_local shard* tl_shard = nullptr;
+thread_local control_block* tl_constructing = nullptr;
+}  // namespace
+
+shard* this_shard_ptr() noexcept { return tl_shard; }
+control_block* constructing() noexcept { return tl_constructing; }
+void set_constructing(control_block* cb) noexcept { tl_constructing = cb; }
+
+std::int64_t now_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+shard::shard(runtime_core& core, shard_id id)
+    : core_(core), id_(id), returns_(core.size()), retry_doorbell_(core.size(), 0) {}
+
+shard::~shard() = default;
+
+std::string name_of(const control_block* cb) {
+  return fmt::format("{}#{}@{}", cb->type()->name, cb->id(), cb->shard());
+}
+
+std::string shard::open_ring() {
+  tl_shard = this;
+  std::string err = ring_.open(cfg(), id_);
+  if (err.empty()) {
+    setup_.store(ring_.setup(), std::memory_order_release);
+    ring_fd_.store(ring_.fd(), std::memory_order_release);
+  }
+  return err;
+}
+
+const config& shard::cfg() const noexcept { return core_.cfg(); }
+
+// ---------------------------------------------------------------------------
+// Sending
+
+bool shard::push_inbox(control_block* cb) noexcept {
+  inbox_.push(&cb->inbox_hook_);
+  return claim_doorbell();
+}
+
+bool shard::claim_doorbell() noexcept {
+  if (park_.load(std::memory_order_seq_cst) != park_state::parked) return false;
+  park_state expected = park_state::parked;
+  return park_.compare_exchange_strong(expected, park_state::notified, std::memory_order_seq_cst);
+}
+
+void shard::post(control_block* cb, envelope* e) noexcept {
+  if (cb->shard_.load(std::memory_order_relaxed) == id_) {
+    ++sends_local_;
+    if (cb->life_.load(std::memory_order_relaxed) == life::dead) return dead_letter(cb, e);
+    if (!cb->mailbox_.empty()) {
+      bool busy = false;
+      splice_remote(cb, busy);
+    }
+    e->next.store(nullptr, std::memory_order_relaxed);
+    if (cb->local_tail_) cb->local_tail_->next.store(e, std::memory_order_relaxed);
+    else cb->local_head_ = e;
+    cb->local_tail_ = e;
+    schedule(cb);
+    return;
+  }
+  ++sends_remote_;
+  if (cb->dead()) return dead_letter(cb, e);
+  cb->mailbox_.push(e);
+  if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
+      cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
+    cb->add_ref();
+    shard_id target = cb->shard();
+    if (core_.at(target).push_inbox(cb)) ring_doorbell(target);
+  }
+}
+
+void shard::schedule(control_block* cb) noexcept {
+  if (!cb->local_scheduled_) {
+    cb->local_scheduled_ = true;
+    ready_.push(cb);
+  }
+}
+
+void shard::ring_doorbell(shard_id target) noexcept {
+  io_uring_sqe* sqe = ring_.sqe();
+  unsigned k = cfg().fault_injection.fail_every_kth_doorbell;
+  ++doorbells_sent_;
+  if (k != 0 && ++doorbells_rung_ % k == 0) {
+    // The doorbell "fails" as the kernel would fail a msg_ring: the target is
+    // not woken and the failure comes back to us as a CQE.
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, tag(cqe_kind::doorbell_fault,
+                                     target | (std::uint64_t(doorbells_rung_ / k % 2) << 32)));
+    ++faults_injected_;
+    ++inflight_;
+    return;
+  }
+  io_uring_prep_msg_ring(sqe, core_.at(target).ring_fd(), 0, tag(cqe_kind::doorbell, id_), 0);
+  io_uring_sqe_set_data64(sqe, tag(cqe_kind::doorbell_sent, target));
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void shard::dead_letter(control_block* cb, envelope* e) noexcept {
+  ++dead_letters_;
+  if (cb->capacity_ != 0) cb->depth_.fetch_sub(1, std::memory_order_relaxed);
+  if (log().should_log(spdlog::level::debug)) log().debug("dead letter to {}", name_of(cb));
+  envelope_fn fn = e->fn;
+  try {
+    fn(e, envelope_action::drop, cb);
+  } catch (const std::exception& ex) {
+    log().error("dropping a message for {} threw: {}", cb->type()->name, ex.what());
+  } catch (...) {
+    log().error("dropping a message for {} threw", cb->type()->name);
+  }
+  free(e);
+}
+
+void shard::free(envelope* e) noexcept {
+  auto* p = static_cast<envelope_pool*>(e->pool);
+  if (p == &pool_) return pool_.free_local(e);
+  if (p == nullptr) {
+    heap_envelopes_live.fetch_sub(1, std::memory_order_relaxed);
+    return ::operator delete(e);
+  }
+  for (shard_id s = 0; s < core_.size(); ++s) {
+    if (&core_.at(s).pool() != p) continue;
+    envelope_pool::chain& c = returns_[s];
+    c.push(e);
+    if (c.size >= defaults::envelope_return_batch) {
+      p->give_back(c);
+      c = {};
+    }
+    return;
+  }
+  envelope_pool::chain one;  // a pool of another runtime
+  one.push(e);
+  p->give_back(one);
+}
+
+void shard::flush_returns() noexcept {
+  for (shard_id s = 0; s < returns_.size(); ++s) {
+    if (returns_[s].size == 0) continue;
+    core_.at(s).pool().give_back(returns_[s]);
+    returns_[s] = {};
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The loop
+
+void shard::run() {
+  tl_shard = this;
+  std::int64_t idle_since = 0;
+  const std::int64_t spin_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(cfg().spin_before_park).count();
+  for (;;) {
+    bool worked = turn();
+    if (core_.stop_requested()) break;
+    if (worked) {
+      idle_since = 0;
+      continue;
+    }
+    if (spin_ns > 0) {
+      std::int64_t now = now_ns();
+      if (idle_since == 0) idle_since = now;
+      if (now - idle_since < spin_ns) continue;
+    }
+    park();
+    idle_since = 0;
+  }
+  shutdown();
+  tl_shard = nullptr;
+}
+
+bool shard::turn() {
+  bool worked = reap();
+  worked |= take_inbox();
+  if (!timers_.empty()) worked |= fire_timers();
+  worked |= run_ready();
+  if (any_retry_) {
+    any_retry_ = false;
+    for (shard_id t = 0; t < retry_doorbell_.size(); ++t)
+      if (retry_doorbell_[t]) {
+        retry_doorbell_[t] = 0;
+        ring_doorbell(t);
+      }
+  }
+  submit();
+  return worked;
+}
+
+void shard::submit() noexcept {
+  io_uring* r = ring_.get();
+  if (io_uring_sq_ready(r) > 0) {
+    io_uring_submit(r);
+  } else if (ring_.sq_flags() & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) {
+    if (ring_.sq_flags() & IORING_SQ_CQ_OVERFLOW) ++cq_overflows_;
+    io_uring_get_events(r);
+  }
+}
+
+bool shard::reap() noexcept {
+  io_uring* r = ring_.get();
+  unsigned head, n = 0;
+  io_uring_cqe* cqe;
+  io_uring_for_each_cqe(r, head, cqe) {
+    ++n;
+    std::uint64_t ud = cqe->user_data;
+    switch (kind_of(ud)) {
+      case cqe_kind::doorbell: break;  // its job was to wake us
+      case cqe_kind::doorbell_sent:
+        if (cqe->res < 0) {
+          log().debug("shard {}: doorbell to shard {} failed ({}), ringing again", id_,
+                      arg_of(ud), -cqe->res);
+          ++doorbells_retried_;
+          retry_doorbell_[arg_of(ud)] = 1;
+          any_retry_ = true;
+        }
+        break;
+      case cqe_kind::doorbell_fault:
+        --inflight_;
+        ++doorbells_retried_;
+        retry_doorbell_[arg_of(ud) & 0xffffffffu] = 1;
+        any_retry_ = true;
+        break;
+    }
+  }
+  io_uring_cq_advance(r, n);
+  return n != 0;
+}
+
+bool shard::take_inbox() noexcept {
+  bool any = false;
+  for (;;) {
+    bool busy = false;
+    mpsc_node* n = inbox_.pop(busy);
+    if (n == nullptr) return any || busy;
+    any = true;
+    control_block* cb = from_inbox_hook(n);
+    cb->remote_scheduled_.store(0, std::memory_order_seq_cst);
+    if (cb->dead()) {
+      // A dead actor in the ready queue holds a reference: hand it ours, or
+      // drop ours if it already has one.
+      if (cb->local_scheduled_) {
+        cb->release();
+      } else {
+        cb->local_scheduled_ = true;
+        ready_.push(cb);
+      }
+    } else {
+      schedule(cb);
+      cb->release();  // the life reference keeps it
+    }
+  }
+}
+
+bool shard::fire_timers() {
+  std::int64_t now = now_ns();
+  bool any = false;
+  while (timer_node* t = timers_.pop_due(now)) {
+    any = true;
+    t->fire(t, false);
+  }
+  return any;
+}
+
+bool shard::run_ready() {
+  // Only the actors that were ready when the step began: one that re-queues
+  // itself waits for the next turn, so the inbox and the CQ are not starved.
+  std::size_t n = ready_.size();
+  for (std::size_t i = 0; i < n; ++i) run_actor(ready_.pop());
+  return n != 0;
+}
+
+envelope* shard::pop_local(control_block* cb) noexcept {
+  envelope* e = cb->local_head_;
+  if (e) {
+    cb->local_head_ = static_cast<envelope*>(e->next.load(std::memory_order_relaxed));
+    if (cb->local_head_ == nullptr) cb->local_tail_ = nullptr;
+  }
+  return e;
+}
+
+void shard::splice_remote(control_block* cb, bool& busy) noexcept {
+  std::uint64_t depth = 0;
+  for (envelope* e = cb->local_head_; e; e = static_cast<envelope*>(e->next.load(std::memory_order_relaxed)))
+    ++depth;
+  while (mpsc_node* n = cb->mailbox_.pop(busy)) {
+    auto* e = static_cast<envelope*>(n);
+    e->next.store(nullptr, std::memory_order_relaxed);
+    if (cb->local_tail_) cb->local_tail_->next.store(e, std::memory_order_relaxed);
+    else cb->local_head_ = e;
+    cb->local_tail_ = e;
+    ++depth;
+  }
+  mailbox_high_water_.raise_to(depth);
+}
+
+void shard::run_actor(control_block* cb) {
+  if (cb->life_.load(std::memory_order_relaxed) == life::dead || draining_) {
+    if (!cb->dead()) kill(cb, nullptr, false);
+    return drain_dead(cb);
+  }
+  unsigned budget = cfg().message_budget;
+  bool busy = false;
+  while (budget > 0) {
+    envelope* e = pop_local(cb);
+    if (e == nullptr) {
+      splice_remote(cb, busy);
+      e = pop_local(cb);
+      if (e == nullptr) break;
+    }
+    --budget;
+    deliver(cb, e);
+    if (cb->life_.load(std::memory_order_relaxed) == life::dead) return drain_dead(cb);
+    if (cb->actor_ && actor_access::stop_requested(*cb->actor_)) {
+      kill(cb, nullptr, true);
+      return drain_dead(cb);
+    }
+  }
+  if (busy || cb->local_head_ != nullptr || !cb->mailbox_.empty()) {
+    ready_.push(cb);  // still local_scheduled_
+  } else {
+    cb->local_scheduled_ = false;
+  }
+}
+
+void shard::deliver(control_block* cb, envelope* e) {
+  envelope_fn fn = e->fn;
+  bool starting = cb->actor_ == nullptr;
+  std::string what;
+  try {
+    fn(e, envelope_action::deliver, cb);
+  } catch (const std::exception& ex) {
+    what = short_type_name(typeid(ex).name()) + ": " + ex.what();
+  } catch (...) {
+    what = "an exception not derived from std::exception";
+  }
+  ++messages_run_;
+  if (cb->capacity_ != 0) cb->depth_.fetch_sub(1, std::memory_order_relaxed);
+  free(e);
+  if (!what.empty()) {
+    const char* where = !starting ? "handler" : cb->actor_ ? "on_start" : "constructor";
+    fail(cb, std::string(where) + " threw " + what);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle
+
+void shard::actor_started(control_block* cb) {
+  cb->life_.store(life::alive, std::memory_order_release);
+  link_live(cb);
+  actor_access::start(*cb->actor_);  // on_start; a throw fails the actor
+}
+
+void shard::fail(control_block* cb, std::string what) {
+  log().error("{} failed: {}", name_of(cb), what);
+  kill(cb, new exit_info{make_error_code(errc::actor_failed), std::move(what)}, false);
+}
+
+void destroy_extras(actor_base& a, control_block* cb, const exit_info& why) noexcept;
+
+void shard::kill(control_block* cb, exit_info* why, bool run_on_stop) {
+  if (why == nullptr) why = new exit_info{};
+  actor_base* a = cb->actor_;
+  if (a != nullptr && run_on_stop) {
+    try {
+      actor_access::stop(*a);
+    } catch (const std::exception& ex) {
+      log().error("{}: on_stop threw: {}", cb->type()->name, ex.what());
+    } catch (...) {
+      log().error("{}: on_stop threw", cb->type()->name);
+    }
+  }
+  cb->exit_ = why;
+  cb->life_.store(life::dead, std::memory_order_release);
+  if (a != nullptr) {
+    destroy_extras(*a, cb, *why);  // monitors get down; asks and timers go
+    delete a;
+    cb->actor_ = nullptr;
+  }
+  unlink_live(cb);
+  // The life reference now belongs to the ready-queue entry.
+  if (!cb->local_scheduled_) {
+    cb->local_scheduled_ = true;
+    ready_.push(cb);
+  }
+}
+
+void shard::drain_dead(control_block* cb) {
+  while (envelope* e = pop_local(cb)) dead_letter(cb, e);
+  bool busy = false;
+  while (mpsc_node* n = cb->mailbox_.pop(busy)) dead_letter(cb, static_cast<envelope*>(n));
+  if (busy) {
+    ready_.push(cb);  // a sender is still linking its message; keep our reference
+    return;
+  }
+  cb->local_scheduled_ = false;
+  cb->release();
+}
+
+void shard::link_live(control_block* cb) noexcept {
+  cb->live_prev_ = nullptr;
+  cb->live_next_ = live_head_;
+  if (live_head_) live_head_->live_prev_ = cb;
+  live_head_ = cb;
+  ++actors_live_;
+}
+
+void shard::unlink_live(control_block* cb) noexcept {
+  if (cb->live_prev_ == nullptr && live_head_ != cb) return;  // never started
+  if (cb->live_prev_) cb->live_prev_->live_next_ = cb->live_next_;
+  else live_head_ = cb->live_next_;
+  if (cb->live_next_) cb->live_next_->live_prev_ = cb->live_prev_;
+  cb->live_prev_ = cb->live_next_ = nullptr;
+  actors_live_.v.store(actors_live_.get() - 1, std::memory_order_relaxed);
+}
+
+void shard::count_unhandled(control_block* cb, std::string_view type) noexcept {
+  ++unhandled_;
+  static thread_local std::unordered_set<std::string> warned;
+  std::string key = std::string(cb->type()->name) + "/" + std::string(type);
+  if (warned.insert(key).second)
+    log().warn("{} has no handler for {} (sent through any_ref; add it to `accepts`)",
+               cb->type()->name, short_type_name(std::string(type).c_str()));
+}
+
+// ---------------------------------------------------------------------------
+// Parking and shutdown
+
+void shard::park() {
+  flush_returns();
+  park_.store(park_state::parked, std::memory_order_seq_cst);
+  if (!inbox_.empty() || core_.stop_requested() || !ready_.empty()) {
+    park_.store(park_state::running, std::memory_order_seq_cst);
+    return;
+  }
+  ++parks_;
+  io_uring_cqe* cqe = nullptr;
+  __kernel_timespec ts{};
+  __kernel_timespec* tsp = nullptr;
+  if (!timers_.empty()) {
+    std::int64_t wait = timers_.next_deadline() - now_ns();
+    if (wait < 0) wait = 0;
+    ts.tv_sec = wait / 1'000'000'000;
+    ts.tv_nsec = wait % 1'000'000'000;
+    tsp = &ts;
+  }
+  io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, tsp, nullptr);
+  park_.store(park_state::running, std::memory_order_seq_cst);
+}
+
+void shard::shutdown() {
+  draining_ = true;
+  core_.wait_foreign_sends();
+  // Phase 1: on_stop of every live actor; sends after that are dead letters.
+  while (live_head_ != nullptr) kill(live_head_, nullptr, true);
+  submit();
+  core_.shutdown_barrier();
+  // Phase 2: reap until nothing we wait for is in flight.
+  for (;;) {
+    reap();
+    if (any_retry_) {
+      any_retry_ = false;
+      for (shard_id t = 0; t < retry_doorbell_.size(); ++t)
+        if (retry_doorbell_[t]) {
+          retry_doorbell_[t] = 0;
+          ring_doorbell(t);
+        }
+    }
+    if (inflight_ == 0 && !any_retry_) break;
+    io_uring_submit_and_wait(ring_.get(), 1);
+  }
+  submit();
+  core_.shutdown_barrier();
+  // Phase 3: drain. Nobody sends any more; every queued envelope is a dead
+  // letter and goes back to its pool.
+  for (;;) {
+    bool any = take_inbox();
+    while (control_block* cb = ready_.pop()) {
+      any = true;
+      run_actor(cb);
+    }
+    if (!any) break;
+  }
+  while (timer_node* t = timers_.pop_any()) t->fire(t, true);
+  flush_returns();
+  core_.shutdown_barrier();
+  // Phase 4: every envelope of this pool is home; close the ring.
+  reap();
+  ring_.close();
+}
+
+void shard::fill_stats(shard_stats& s) const {
+  s.messages_run = messages_run_.get();
+  s.sends_local = sends_local_.get();
+  s.sends_remote = sends_remote_.get();
+  s.doorbells_sent = doorbells_sent_.get();
+  s.doorbells_retried = doorbells_retried_.get();
+  s.doorbell_faults_injected = faults_injected_.get();
+  s.parks = parks_.get();
+  s.dead_letters = dead_letters_.get();
+  s.late_replies = late_replies_.get();
+  s.unhandled = unhandled_.get();
+  s.mailbox_high_water = mailbox_high_water_.get();
+  s.envelopes_live = pool_.live();
+  s.pool_slabs = pool_.slabs();
+  s.cq_overflows = cq_overflows_.get();
+  s.actors_live = actors_live_.get();
+}
+
+}  // namespace troupe::detail

@@ -1,0 +1,161 @@
+// A shard: one thread, one io_uring ring, its ready queue, inbox, timers
+// and envelope pool.
+#pragma once
+
+#include "envelope_pool.hpp"
+#include "ring.hpp"
+#include "timer_heap.hpp"
+
+#include <troupe/config.hpp>
+#include <troupe/detail/control_block.hpp>
+#include <troupe/detail/envelope.hpp>
+#include <troupe/detail/mpsc_queue.hpp>
+#include <troupe/stats.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace troupe::detail {
+
+class runtime_core;
+
+/// A counter written by its shard only and read by stats() from anywhere:
+/// a relaxed load + store (a plain increment on x86), tsan-clean.
+struct counter {
+  std::atomic<std::uint64_t> v{0};
+  void operator++() noexcept { v.store(v.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void raise_to(std::uint64_t x) noexcept {
+    if (x > v.load(std::memory_order_relaxed)) v.store(x, std::memory_order_relaxed);
+  }
+  std::uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+};
+
+enum class park_state : std::uint32_t { running, parked, notified };
+
+/// Intrusive FIFO of control blocks through `ready_next_`; owner shard only.
+class ready_queue {
+ public:
+  bool empty() const noexcept { return head_ == nullptr; }
+  std::size_t size() const noexcept { return size_; }
+  void push(control_block* cb) noexcept {
+    cb->ready_next_ = nullptr;
+    if (tail_) tail_->ready_next_ = cb; else head_ = cb;
+    tail_ = cb;
+    ++size_;
+  }
+  control_block* pop() noexcept {
+    control_block* cb = head_;
+    if (cb) {
+      head_ = cb->ready_next_;
+      if (head_ == nullptr) tail_ = nullptr;
+      --size_;
+    }
+    return cb;
+  }
+
+ private:
+  std::size_t size_ = 0;
+  control_block* head_ = nullptr;
+  control_block* tail_ = nullptr;
+};
+
+class shard {
+ public:
+  shard(runtime_core& core, shard_id id);
+  shard(const shard&) = delete;
+  shard& operator=(const shard&) = delete;
+  ~shard();
+
+  shard_id id() const noexcept { return id_; }
+  runtime_core& core() const noexcept { return core_; }
+
+  /// Sets up the ring on the calling (shard) thread; "" or what went wrong.
+  std::string open_ring();
+  /// Thread body, after open_ring() succeeded.
+  void run();
+
+  // --- any thread ----------------------------------------------------------
+  /// Puts `cb` on this shard's inbox (the caller won its remote_scheduled_
+  /// flag and passes one reference). Returns true when this shard was
+  /// parked and the caller won the right to ring its doorbell.
+  bool push_inbox(control_block* cb) noexcept;
+  int ring_fd() const noexcept { return ring_fd_.load(std::memory_order_acquire); }
+  envelope_pool& pool() noexcept { return pool_; }
+  /// Wakes the shard if it is parked (used by stop()).
+  bool claim_doorbell() noexcept;
+  void fill_stats(shard_stats& s) const;
+  ring_setup setup() const noexcept { return setup_.load(std::memory_order_acquire); }
+
+  // --- this shard's thread only --------------------------------------------
+  void post(control_block* cb, envelope* e) noexcept;
+  void ring_doorbell(shard_id target) noexcept;
+  void dead_letter(control_block* cb, envelope* e) noexcept;
+  void free(envelope* e) noexcept;
+  void arm(timer_node* t) { timers_.arm(t); }
+  void disarm(timer_node* t) noexcept { timers_.disarm(t); }
+  void actor_started(control_block* cb);
+  void count_late_reply() noexcept { ++late_replies_; }
+  void count_unhandled(control_block* cb, std::string_view type) noexcept;
+  const config& cfg() const noexcept;
+
+ private:
+  bool turn();
+  bool reap() noexcept;
+  bool take_inbox() noexcept;
+  bool fire_timers();
+  bool run_ready();
+  void run_actor(control_block* cb);
+  void deliver(control_block* cb, envelope* e);
+  void splice_remote(control_block* cb, bool& busy) noexcept;
+  envelope* pop_local(control_block* cb) noexcept;
+  void schedule(control_block* cb) noexcept;
+  void fail(control_block* cb, std::string what);
+  void kill(control_block* cb, exit_info* why, bool run_on_stop);
+  void drain_dead(control_block* cb);
+  void link_live(control_block* cb) noexcept;
+  void unlink_live(control_block* cb) noexcept;
+  void submit() noexcept;
+  void park();
+  void shutdown();
+  void flush_returns() noexcept;
+
+  runtime_core& core_;
+  const shard_id id_;
+  ring ring_;
+  std::atomic<int> ring_fd_{-1};
+  std::atomic<ring_setup> setup_{ring_setup::plain};
+  envelope_pool pool_;
+  timer_heap timers_;
+  ready_queue ready_;
+  control_block* live_head_ = nullptr;
+  std::vector<envelope_pool::chain> returns_;  // per origin shard
+  std::vector<char> retry_doorbell_;           // per target shard
+  bool any_retry_ = false;
+  std::uint64_t doorbells_rung_ = 0;
+  unsigned inflight_ = 0;  // SQEs that will produce a CQE we wait for
+  bool draining_ = false;  // shutdown: no handler runs any more
+
+  alignas(64) std::atomic<park_state> park_{park_state::running};
+  alignas(64) mpsc_queue inbox_;
+
+  alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
+      doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,
+      mailbox_high_water_, cq_overflows_, actors_live_;
+};
+
+/// Envelopes on the heap (too big for a pool block, or sent by a foreign
+/// thread), process-wide.
+extern std::atomic<std::int64_t> heap_envelopes_live;
+/// Late replies counted on threads that are not shards, process-wide.
+extern std::atomic<std::uint64_t> foreign_late_replies;
+
+/// The shard whose thread this is, or nullptr.
+shard* this_shard_ptr() noexcept;
+
+/// `counter#42@1`, without touching reference counts.
+std::string name_of(const control_block* cb);
+
+}  // namespace troupe::detail
