@@ -62,7 +62,7 @@ std::int64_t now_ns() noexcept {
 }
 
 shard::shard(runtime_core& core, shard_id id)
-    : core_(core), id_(id), returns_(core.size()), retry_doorbell_(core.size(), 0) {}
+    : core_(core), id_(id), returns_(core.cfg().shards), retry_doorbell_(core.cfg().shards, 0) {}
 
 shard::~shard() = default;
 
