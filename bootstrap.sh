@@ -12,7 +12,6 @@ packages=(
   libspdlog-dev
   libfmt-dev
   libcaf-dev               # CAF 0.17, peer in test/bench
-  libseccomp-dev           # the io_uring-unavailable test installs a seccomp filter
 )
 
 missing=()
