@@ -79,6 +79,7 @@ class runtime_core {
   std::atomic<std::uint64_t> foreign_dead_letters_{0};
   std::atomic<std::uint64_t> foreign_doorbells_{0};
   std::atomic<std::uint64_t> foreign_faults_{0};
+  std::atomic<std::uint64_t> foreign_doorbell_count_{0};
 
   bool registered_doorbell_ = false;
   std::mutex alien_mutex_;  // foreign side only

@@ -33,6 +33,7 @@ struct runtime_stats {
   std::uint64_t foreign_dead_letters = 0;  // refused or undeliverable foreign sends
   std::uint64_t foreign_late_replies = 0;
   std::uint64_t foreign_doorbells = 0;
+  std::uint64_t foreign_doorbell_faults_injected = 0;  // config::fault_injection
 
   /// Every envelope sent, from anywhere.
   std::uint64_t sent() const noexcept;
