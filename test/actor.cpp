@@ -75,3 +75,448 @@ BOOST_AUTO_TEST_CASE(ask_then_runs_the_continuation_on_the_asking_actor_across_s
   }
   check_quiescent(st);
 }
+
+// ---------------------------------------------------------------------------
+// Failure and monitors
+
+namespace {
+
+struct boom {};
+struct alive_q {};
+
+class fragile : public actor<fragile> {
+ public:
+  void on(const boom&) { throw std::runtime_error("kaboom"); }
+  int on(const alive_q&) { return 1; }
+};
+
+struct downs {
+  std::atomic<int> count{0};
+  std::atomic<bool> normal{false};
+  std::string reason;  // written before count is raised
+  std::uint64_t id = 0;
+};
+
+struct watch_this {
+  any_ref dummy;
+};
+
+template <class Target>
+class watcher : public actor<watcher<Target>> {
+  std::shared_ptr<downs> d_;
+
+ public:
+  watcher(ref<Target> t, std::shared_ptr<downs> d) : d_(std::move(d)) { this->monitor(t); }
+  void on(const down& m) {
+    d_->reason = m.reason;
+    d_->normal = m.normal();
+    d_->id = m.actor.id();
+    d_->count.fetch_add(1);
+  }
+};
+
+class throws_in_constructor : public actor<throws_in_constructor> {
+ public:
+  throws_in_constructor() { throw std::invalid_argument("bad config"); }
+  void on(const alive_q&) {}
+};
+
+class throws_in_on_start : public actor<throws_in_on_start> {
+ public:
+  void on_start() { throw std::runtime_error("cannot start"); }
+  void on(const alive_q&) {}
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_handler_that_throws_fails_its_actor_and_its_monitors_get_down) {
+  runtime_stats st;
+  {
+    runtime rt{test_config()};
+    auto d = std::make_shared<downs>();
+    auto f = rt.spawn<fragile>(pinned{1});
+    auto other = rt.spawn<fragile>(pinned{1});
+    rt.spawn<watcher<fragile>>(pinned{0}, f, d);
+    BOOST_TEST(rt.ask(f, alive_q{}).get() == 1);  // the monitor is registered by now
+    f.send(boom{});
+    BOOST_REQUIRE(eventually([&] { return d->count.load() == 1; }));
+    BOOST_TEST(!d->normal.load());
+    BOOST_TEST(d->reason.find("kaboom") != std::string::npos);
+    BOOST_TEST(d->id == f.id());
+    BOOST_TEST(f.stopped());
+    // Every other actor keeps running; the failed one answers actor_stopped.
+    BOOST_TEST(rt.ask(other, alive_q{}).get() == 1);
+    auto r = rt.ask(f, alive_q{}).wait();
+    BOOST_TEST((r.error() == errc::actor_stopped));
+    rt.stop();
+    st = rt.stats();
+  }
+  check_quiescent(st);
+}
+
+BOOST_AUTO_TEST_CASE(a_throwing_constructor_or_on_start_reports_down_to_monitors) {
+  runtime rt{test_config()};
+  auto d1 = std::make_shared<downs>();
+  auto d2 = std::make_shared<downs>();
+  auto a = rt.spawn<throws_in_constructor>(pinned{1});
+  auto b = rt.spawn<throws_in_on_start>(pinned{0});
+  rt.spawn<watcher<throws_in_constructor>>(pinned{0}, a, d1);
+  rt.spawn<watcher<throws_in_on_start>>(pinned{1}, b, d2);
+  BOOST_REQUIRE(eventually([&] { return d1->count.load() == 1 && d2->count.load() == 1; }));
+  BOOST_TEST(d1->reason.find("constructor") != std::string::npos);
+  BOOST_TEST(d1->reason.find("bad config") != std::string::npos);
+  BOOST_TEST(d2->reason.find("on_start") != std::string::npos);
+  BOOST_TEST((rt.ask(a, alive_q{}).wait().error() == errc::actor_stopped));
+}
+
+BOOST_AUTO_TEST_CASE(monitoring_an_actor_that_is_already_dead_delivers_down_at_once) {
+  runtime rt{test_config()};
+  auto d = std::make_shared<downs>();
+  auto f = rt.spawn<fragile>(pinned{1});
+  f.send(boom{});
+  BOOST_REQUIRE(eventually([&] { return f.stopped(); }));
+  rt.spawn<watcher<fragile>>(pinned{0}, f, d);
+  BOOST_REQUIRE(eventually([&] { return d->count.load() == 1; }));
+  BOOST_TEST(d->reason.find("kaboom") != std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// ask semantics
+
+namespace {
+
+struct slow_q {
+  std::chrono::milliseconds busy;
+};
+
+struct quit {};
+
+class slow : public actor<slow> {
+ public:
+  void on(const quit&) { stop(); }
+  int on(const slow_q& q) {
+    auto until = std::chrono::steady_clock::now() + q.busy;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    return 7;
+  }
+  int on(const alive_q&) { return 1; }
+};
+
+struct outcome {
+  std::atomic<int> state{0};  // 0 pending, 1 value, 2 error
+  std::error_code ec;
+  std::atomic<bool> ran{false};
+  std::chrono::steady_clock::duration took{};
+};
+
+struct ask_it {
+  ref<slow> target;
+  slow_q q;
+  std::chrono::milliseconds timeout;
+  bool stop_after = false;
+};
+
+class asker : public actor<asker> {
+  std::shared_ptr<outcome> out_;
+
+ public:
+  explicit asker(std::shared_ptr<outcome> o) : out_(std::move(o)) {}
+  void on(const ask_it& a) {
+    auto t0 = std::chrono::steady_clock::now();
+    ask(a.target, a.q, a.timeout).then([this, t0](result<int> r) {
+      out_->ran = true;
+      out_->took = std::chrono::steady_clock::now() - t0;
+      out_->ec = r.error();
+      out_->state = r ? 1 : 2;
+    });
+    if (a.stop_after) stop();
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(an_ask_to_a_dead_target_answers_actor_stopped_at_once) {
+  runtime rt{test_config()};
+  auto target = rt.spawn<slow>(pinned{1});
+  target.send(quit{});
+  BOOST_REQUIRE(eventually([&] { return target.stopped(); }));
+  auto out = std::make_shared<outcome>();
+  auto a = rt.spawn<asker>(pinned{0}, out);
+  a.send(ask_it{target, {0ms}, 30s});
+  BOOST_REQUIRE(eventually([&] { return out->state.load() != 0; }, 10s));
+  BOOST_TEST((out->ec == errc::actor_stopped));
+  BOOST_TEST((out->took < std::chrono::steady_clock::duration(5s)));
+  // From a foreign thread too.
+  auto t0 = std::chrono::steady_clock::now();
+  BOOST_TEST((rt.ask(target, alive_q{}, 30s).wait().error() == errc::actor_stopped));
+  BOOST_TEST((std::chrono::steady_clock::now() - t0 < std::chrono::steady_clock::duration(5s)));
+}
+
+BOOST_AUTO_TEST_CASE(an_ask_times_out_and_its_late_reply_is_counted_and_dropped) {
+  runtime rt{test_config()};
+  auto target = rt.spawn<slow>(pinned{1});
+  auto out = std::make_shared<outcome>();
+  auto a = rt.spawn<asker>(pinned{0}, out);
+  a.send(ask_it{target, {300ms}, 20ms});
+  BOOST_REQUIRE(eventually([&] { return out->state.load() != 0; }, 10s));
+  BOOST_TEST((out->ec == errc::timeout));
+  BOOST_TEST((out->took >= std::chrono::steady_clock::duration(20ms)));  // lower bound only
+  BOOST_REQUIRE(eventually([&] { return rt.stats().late_replies() == 1u; }, 10s));
+  // A foreign ask that times out: the late reply is counted as well.
+  auto r = rt.ask(target, slow_q{300ms}, 20ms).wait();
+  BOOST_TEST((r.error() == errc::timeout));
+  BOOST_REQUIRE(eventually([&] { return rt.stats().late_replies() == 2u; }, 10s));
+}
+
+BOOST_AUTO_TEST_CASE(a_stopped_askers_continuation_never_runs) {
+  runtime_stats st;
+  auto out = std::make_shared<outcome>();
+  {
+    runtime rt{test_config()};
+    auto target = rt.spawn<slow>(pinned{1});
+    auto a = rt.spawn<asker>(pinned{0}, out);
+    a.send(ask_it{target, {100ms}, 10s, /*stop_after=*/true});
+    BOOST_REQUIRE(eventually([&] { return a.stopped(); }));
+    // The reply arrives after the asker is gone: a dead letter, not a call.
+    BOOST_REQUIRE(eventually([&] { return rt.stats().dead_letters() >= 1u; }, 10s));
+    BOOST_TEST(!out->ran.load());
+    rt.stop();
+    st = rt.stats();
+  }
+  BOOST_TEST(!out->ran.load());
+  check_quiescent(st);
+}
+
+namespace {
+struct block_me {
+  runtime* rt;
+  ref<slow> target;
+};
+class blocker : public actor<blocker> {
+ public:
+  std::string on(const block_me& b) {
+    try {
+      (void)b.rt->ask(b.target, alive_q{}).get();
+      return "no exception";
+    } catch (const troupe::error& e) {
+      return e.what();
+    }
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_blocking_get_on_a_shard_thread_throws_instead_of_deadlocking) {
+  runtime rt{test_config()};
+  auto target = rt.spawn<slow>(pinned{1});
+  auto b = rt.spawn<blocker>(pinned{1});
+  std::string what = rt.ask(b, block_me{&rt, target}).get();
+  BOOST_TEST(what.find("deadlock") != std::string::npos);
+}
+
+// ---------------------------------------------------------------------------
+// Timers
+
+namespace {
+struct fire {};
+struct arm {
+  std::chrono::milliseconds delay;
+};
+struct timing {
+  std::atomic<int> ticks{0};
+  std::atomic<long> first_ns{0};
+  std::atomic<long> delayed_ns{-1};
+};
+class timed : public actor<timed> {
+  std::shared_ptr<timing> t_;
+  std::chrono::steady_clock::time_point armed_;
+  timer_id periodic_ = 0;
+
+ public:
+  explicit timed(std::shared_ptr<timing> t) : t_(std::move(t)) {}
+  void on(const arm& a) {
+    armed_ = std::chrono::steady_clock::now();
+    delayed_send(a.delay, self(), fire{});
+  }
+  void on(const fire&) {
+    t_->delayed_ns = (std::chrono::steady_clock::now() - armed_).count();
+  }
+  struct start_ticking {
+    std::chrono::milliseconds period;
+  };
+  struct tick {};
+  struct stop_ticking {};
+  void on(const start_ticking& s) {
+    armed_ = std::chrono::steady_clock::now();
+    periodic_ = every(s.period, tick{});
+  }
+  void on(const tick&) {
+    if (t_->ticks.fetch_add(1) == 0) t_->first_ns = (std::chrono::steady_clock::now() - armed_).count();
+  }
+  void on(const stop_ticking&) { cancel(periodic_); }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(delayed_send_arrives_no_earlier_than_its_delay) {
+  runtime rt{test_config()};
+  auto t = std::make_shared<timing>();
+  auto a = rt.spawn<timed>(pinned{1}, t);
+  a.send(arm{50ms});
+  BOOST_REQUIRE(eventually([&] { return t->delayed_ns.load() >= 0; }));
+  BOOST_TEST(t->delayed_ns.load() >= std::chrono::nanoseconds(50ms).count());
+}
+
+BOOST_AUTO_TEST_CASE(a_periodic_timer_ticks_until_cancelled) {
+  runtime_stats st;
+  {
+    runtime rt{test_config()};
+    auto t = std::make_shared<timing>();
+    auto a = rt.spawn<timed>(pinned{0}, t);
+    a.send(timed::start_ticking{5ms});
+    BOOST_REQUIRE(eventually([&] { return t->ticks.load() >= 5; }));
+    BOOST_TEST(t->first_ns.load() >= std::chrono::nanoseconds(5ms).count());
+    a.send(timed::stop_ticking{});
+    // After the cancel is processed no new tick is sent; one may be queued.
+    BOOST_TEST(rt.ask(a, timed::stop_ticking{}).wait().has_value());
+    int after = t->ticks.load();
+    BOOST_TEST(rt.ask(a, timed::stop_ticking{}).wait().has_value());
+    auto until = std::chrono::steady_clock::now() + 50ms;
+    while (std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    BOOST_TEST(t->ticks.load() <= after + 1);
+    rt.stop();
+    st = rt.stats();
+  }
+  check_quiescent(st);
+}
+
+// ---------------------------------------------------------------------------
+// Lifecycle, spawn, backpressure
+
+namespace {
+struct lifecycle {
+  std::atomic<int> started{0}, stopped{0};
+  std::atomic<unsigned> start_shard{99};
+};
+struct shutdown_all {};
+class lifecycled : public actor<lifecycled> {
+  std::shared_ptr<lifecycle> l_;
+
+ public:
+  explicit lifecycled(std::shared_ptr<lifecycle> l) : l_(std::move(l)) {}
+  void on_start() {
+    l_->start_shard = this_shard();
+    l_->started.fetch_add(1);
+  }
+  void on_stop() { l_->stopped.fetch_add(1); }
+  void on(const shutdown_all&) { system().stop(); }
+  void on(const alive_q&) {}
+};
+
+struct spawn_child {
+  shard_id where;
+  std::shared_ptr<lifecycle> l;
+};
+class spawner : public actor<spawner> {
+ public:
+  std::string on(const spawn_child& s) {
+    try {
+      auto child = spawn<lifecycled>(pinned{s.where}, s.l);
+      return "spawned " + to_string(child);
+    } catch (const troupe::error& e) {
+      return e.what();
+    }
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(on_start_runs_on_the_target_shard_and_on_stop_runs_at_shutdown) {
+  auto l = std::make_shared<lifecycle>();
+  runtime_stats st;
+  {
+    runtime rt{test_config()};
+    for (int i = 0; i < 10; ++i) rt.spawn<lifecycled>(pinned{1}, l);
+    BOOST_REQUIRE(eventually([&] { return l->started.load() == 10; }));
+    BOOST_TEST(l->start_shard.load() == 1u);
+    rt.stop();
+    st = rt.stats();
+  }
+  BOOST_TEST(l->stopped.load() == 10);
+  check_quiescent(st);
+}
+
+BOOST_AUTO_TEST_CASE(stop_from_a_handler_stops_the_runtime_and_wait_returns) {
+  auto l = std::make_shared<lifecycle>();
+  runtime rt{test_config()};
+  auto a = rt.spawn<lifecycled>(pinned{1}, l);
+  a.send(shutdown_all{});
+  rt.wait();
+  BOOST_TEST(l->stopped.load() == 1);
+  check_quiescent(rt.stats());
+  a.send(alive_q{});  // after the runtime stopped: a dead letter, no crash
+}
+
+BOOST_AUTO_TEST_CASE(spawn_works_from_handlers_and_rejects_a_shard_that_does_not_exist) {
+  runtime rt{test_config()};
+  auto l = std::make_shared<lifecycle>();
+  auto s = rt.spawn<spawner>(pinned{0});
+  std::string ok = rt.ask(s, spawn_child{1, l}).get();
+  BOOST_TEST(ok.find("spawned lifecycled#") == 0u);
+  BOOST_REQUIRE(eventually([&] { return l->started.load() == 1; }));
+  BOOST_TEST(l->start_shard.load() == 1u);
+  std::string bad = rt.ask(s, spawn_child{7, l}).get();
+  BOOST_TEST(bad.find("pinned{7}") != std::string::npos);
+  BOOST_TEST(bad.find("2 shards") != std::string::npos);
+  BOOST_CHECK_THROW(rt.spawn<lifecycled>(pinned{2}, l), troupe::error);
+}
+
+namespace {
+struct hold {
+  std::shared_ptr<std::atomic<bool>> release;
+  std::shared_ptr<std::atomic<bool>> holding;
+};
+struct payload {
+  int n;
+};
+class gated : public actor<gated> {
+  std::shared_ptr<std::atomic<int>> got_;
+
+ public:
+  explicit gated(std::shared_ptr<std::atomic<int>> g) : got_(std::move(g)) {}
+  void on(const hold& h) {
+    h.holding->store(true);
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (!h.release->load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  }
+  void on(const payload&) { got_->fetch_add(1); }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(try_send_hands_the_message_back_when_the_mailbox_is_full) {
+  runtime_stats st;
+  {
+    runtime rt{test_config()};
+    auto got = std::make_shared<std::atomic<int>>(0);
+    auto release = std::make_shared<std::atomic<bool>>(false);
+    auto g = rt.spawn<gated>(pinned{1}, mailbox_capacity{4}, got);
+    auto holding = std::make_shared<std::atomic<bool>>(false);
+    g.send(hold{release, holding});
+    BOOST_REQUIRE(eventually([&] { return holding->load(); }));  // the actor is busy now
+    int accepted = 0;
+    std::optional<payload> back;
+    for (int i = 0; i < 10 && !back; ++i) {
+      back = g.try_send(payload{i});
+      if (!back) ++accepted;
+    }
+    BOOST_TEST(accepted == 4);
+    BOOST_REQUIRE(back.has_value());
+    BOOST_TEST(back->n == 4);  // the refused message, handed back intact
+    g.send(payload{100});      // plain send is never refused
+    release->store(true);
+    BOOST_REQUIRE(eventually([&] { return got->load() == 5; }));
+    BOOST_TEST(!g.try_send(payload{5}).has_value());
+    BOOST_REQUIRE(eventually([&] { return got->load() == 6; }));
+    rt.stop();
+    st = rt.stats();
+  }
+  check_quiescent(st);
+}
