@@ -376,6 +376,8 @@ void shard::run_actor(control_block* cb) {
 void shard::deliver(control_block* cb, envelope* e) {
   envelope_fn fn = e->fn;
   bool starting = cb->actor_ == nullptr;
+  // The capacity bounds what waits, not what runs.
+  if (cb->capacity_ != 0) cb->depth_.fetch_sub(1, std::memory_order_relaxed);
   std::string what;
   try {
     fn(e, envelope_action::deliver, cb);
@@ -385,7 +387,6 @@ void shard::deliver(control_block* cb, envelope* e) {
     what = "an exception not derived from std::exception";
   }
   ++messages_run_;
-  if (cb->capacity_ != 0) cb->depth_.fetch_sub(1, std::memory_order_relaxed);
   free(e);
   if (!what.empty()) {
     const char* where = !starting ? "handler" : cb->actor_ ? "on_start" : "constructor";
