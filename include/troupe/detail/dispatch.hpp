@@ -27,9 +27,20 @@ concept handles = requires(A& a, M&& m) { a.on(std::move(m)); };
 
 namespace troupe::detail {
 
-/// The reply type of `A::on(M)`: what `ask` answers with.
+/// The reply type of `A::on(M)`: what `ask` answers with. `void` when A has
+/// no handler for M, so that the callers' static_assert, not a substitution
+/// failure, is the first error a user sees.
 template <class A, class M>
-using reply_type = decltype(std::declval<A&>().on(std::declval<M&&>()));
+struct reply_of {
+  using type = void;
+};
+template <class A, class M>
+  requires handles<A, M>
+struct reply_of<A, M> {
+  using type = decltype(std::declval<A&>().on(std::declval<M&&>()));
+};
+template <class A, class M>
+using reply_type = typename reply_of<A, M>::type;
 
 template <class A>
 A& actor_of(control_block* cb) noexcept {
