@@ -5,7 +5,9 @@
 
 #include "fixture.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 
 using namespace troupe;
 using namespace troupe_test;
@@ -36,4 +38,49 @@ BOOST_AUTO_TEST_CASE(a_counter_on_another_shard_sums_what_main_sends) {
     st = rt.stats();
   }
   check_quiescent(st);
+}
+
+namespace {
+int open_fds() {
+  int n = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) (void)e, ++n;
+  return n;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(runtimes_come_and_go_without_leaking_descriptors_or_threads) {
+  { runtime warm{test_config()}; }  // the logger and other one-time state
+  int before = open_fds();
+  for (int i = 0; i < 20; ++i) {
+    runtime rt{test_config()};
+    auto c = rt.spawn<counter>(round_robin{});
+    c.send(add{1});
+    if (i % 2) rt.stop();  // and the others stop in the destructor
+  }
+  BOOST_TEST(open_fds() == before);
+}
+
+BOOST_AUTO_TEST_CASE(each_shard_reports_the_ring_setup_it_got) {
+  runtime rt{test_config()};
+  for (shard_id s = 0; s < rt.shards(); ++s) BOOST_TEST((rt.ring_of(s) == ring_from_args()));
+  BOOST_CHECK_THROW(rt.ring_of(rt.shards()), troupe::error);
+}
+
+BOOST_AUTO_TEST_CASE(stop_is_idempotent_and_wait_returns_after_it) {
+  runtime rt{test_config()};
+  auto c = rt.spawn<counter>(pinned{0});
+  c.send(add{1});
+  rt.stop();
+  rt.stop();
+  rt.wait();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(stats_are_readable_as_text_with_one_line_per_shard) {
+  runtime rt{test_config()};
+  auto c = rt.spawn<counter>(pinned{1});
+  BOOST_TEST(rt.ask(c, get{}).get() == 0);
+  std::string text = rt.stats().text();
+  BOOST_TEST(text.find("shard") != std::string::npos);
+  BOOST_TEST(std::count(text.begin(), text.end(), '\n') == 4);  // header, 2 shards, foreign
 }
