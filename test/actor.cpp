@@ -48,8 +48,13 @@ class pinger : public actor<pinger> {
   }
   void next() {
     ask(peer_, ping{last_}).then([this](result<int> r) {
-      BOOST_REQUIRE(r.has_value());
-      BOOST_REQUIRE(this_shard() == 0u);
+      // No Boost.Test macros here: they are not thread-safe. A wrong shard
+      // or an error shows up as a wrong final value.
+      if (!r.has_value() || this_shard() != 0u) {
+        done_->value = -2;
+        done_->set = true;
+        return;
+      }
       last_ = *r;
       if (--left_ > 0) return next();
       done_->value = last_;
