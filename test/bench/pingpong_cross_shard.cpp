@@ -14,14 +14,23 @@
 //   troupe_parking        spin_before_park = 0: each side parks between balls
 //   troupe_parking_defer  the same with ring_setup::defer_taskrun
 //
-// Extra lines: doorbells/op and parks/op (from runtime::stats(), deltas over
-// the timed part, summed over both shards) for each troupe variant.
+// Extra lines for each troupe variant: doorbells/op and parks/op (from
+// runtime::stats(), deltas over the timed part, summed over both shards), and
+// syscalls/op: every system call the two shard threads enter, counted by the
+// kernel (perf_event_open on the raw_syscalls:sys_enter tracepoint, one
+// counter per shard thread) from just before main's first ball until main has
+// seen the end of the rally, divided by the round trips of the whole rally
+// (warm-up + timed). The window also holds the wake-up by main's first ball
+// and the final futex wake; "syscalls/run" gives the raw count.
+// Without permission for the tracepoint the lines are left out (stderr says so).
 #include <troupe/troupe.hpp>
 
 #include "harness.hpp"
 #include "peers.hpp"
 
 #include <linux/futex.h>
+#include <linux/perf_event.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,7 +39,10 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -59,8 +71,61 @@ struct completion {
   }
 };
 
+// Counts the system calls one thread enters (raw_syscalls:sys_enter).
+class syscall_counter {
+ public:
+  syscall_counter() = default;
+  syscall_counter(const syscall_counter&) = delete;
+  syscall_counter& operator=(const syscall_counter&) = delete;
+  ~syscall_counter() {
+    if (fd_ >= 0) close(fd_);
+  }
+  // False (with the reason in `why`) when the kernel does not let us count.
+  bool open(pid_t tid, std::string& why) {
+    long id = tracepoint_id();
+    if (id < 0) {
+      why = "raw_syscalls/sys_enter tracepoint id not readable";
+      return false;
+    }
+    perf_event_attr a{};
+    a.size = sizeof a;
+    a.type = PERF_TYPE_TRACEPOINT;
+    a.config = std::uint64_t(id);
+    a.disabled = 1;
+    fd_ = int(syscall(SYS_perf_event_open, &a, tid, -1, -1, 0));
+    if (fd_ < 0) {
+      why = std::string("perf_event_open: ") + std::strerror(errno);
+      return false;
+    }
+    return true;
+  }
+  void start() {
+    ioctl(fd_, PERF_EVENT_IOC_RESET, 0);
+    ioctl(fd_, PERF_EVENT_IOC_ENABLE, 0);
+  }
+  long read_count() {
+    ioctl(fd_, PERF_EVENT_IOC_DISABLE, 0);
+    std::uint64_t v = 0;
+    if (::read(fd_, &v, sizeof v) != ssize_t(sizeof v)) return -1;
+    return long(v);
+  }
+
+ private:
+  static long tracepoint_id() {
+    for (const char* p : {"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+                          "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id"}) {
+      std::ifstream f(p);
+      long id = -1;
+      if (f >> id) return id;
+    }
+    return -1;
+  }
+  int fd_ = -1;
+};
+
 struct shared_state {
   troupe::runtime* rt = nullptr;
+  std::atomic<pid_t> tid[2] = {0, 0};  // the shard threads, for the syscall counters
   long start_at = 0;  // ball number at which the clock starts
   long end_at = 0;    // ball number at which the rally ends
   bench::clock::time_point t0, t1;
@@ -84,7 +149,10 @@ class player : public troupe::actor<player> {
 
  public:
   explicit player(shared_state* st) : st_(st) {}
-  void on(const meet& m) { peer_ = m.peer; }
+  void on(const meet& m) {
+    peer_ = m.peer;
+    st_->tid[this_shard()].store(pid_t(syscall(SYS_gettid)));
+  }
   void on(const ball& b) {
     ++received_;
     if (b.n == st_->start_at) {
@@ -109,6 +177,8 @@ std::uint64_t sum(const troupe::runtime_stats& s, std::uint64_t troupe::shard_st
 
 struct troupe_figures {
   double ns_per_rt = 0;
+  long syscalls = -1;  // -1: not measured
+  double syscalls_per_rt = 0;
   double doorbells_per_rt = 0;
   double parks_per_rt = 0;
 };
@@ -137,8 +207,23 @@ troupe_figures troupe_pingpong(long n, long warm, std::chrono::microseconds spin
     // comes after the meet (per-pair order from this thread).
     bench::check(rt.ask(a, get_count{}).get() == 0 && rt.ask(b, get_count{}).get() == 0,
                  what + ": fresh players have counts");
+    syscall_counter counters[2];
+    std::string why;
+    bool counting = counters[0].open(st.tid[0].load(), why) && counters[1].open(st.tid[1].load(), why);
+    if (!counting) {
+      static bool told = false;
+      if (!told) std::fprintf(stderr, "%s: syscalls not counted (%s)\n", kBench, why.c_str());
+      told = true;
+    } else {
+      counters[0].start();
+      counters[1].start();
+    }
     a.send(ball{0});
     bench::check(st.finished.wait_for(std::chrono::seconds(60)), what + ": timed out");
+    if (counting) {
+      long c0 = counters[0].read_count(), c1 = counters[1].read_count();
+      if (c0 >= 0 && c1 >= 0) f.syscalls = c0 + c1;
+    }
     // Player 0 receives the even balls 0, 2, ..., end_at; player 1 the odd ones.
     long got_a = rt.ask(a, get_count{}).get(), got_b = rt.ask(b, get_count{}).get();
     bench::check(got_a == warm + n + 1 && got_b == warm + n,
@@ -154,6 +239,7 @@ troupe_figures troupe_pingpong(long n, long warm, std::chrono::microseconds spin
   f.doorbells_per_rt = double(sum(st.s1, &troupe::shard_stats::doorbells_sent) -
                               sum(st.s0, &troupe::shard_stats::doorbells_sent)) /
                        rts;
+  if (f.syscalls >= 0) f.syscalls_per_rt = double(f.syscalls) / double(warm + n);
   f.parks_per_rt =
       double(sum(st.s1, &troupe::shard_stats::parks) - sum(st.s0, &troupe::shard_stats::parks)) / rts;
   return f;
@@ -177,13 +263,13 @@ int main(int argc, char** argv) {
     long n, warm;
     std::chrono::microseconds spin;
     troupe::ring_setup ring;
-    std::vector<double> doorbells, parks;
+    std::vector<double> doorbells, parks, syscalls, syscalls_per_rt;
   };
   std::vector<variant> vs = {
-      {"troupe_hot", hot, warm_hot, 1000us, troupe::ring_setup::coop_taskrun, {}, {}},
-      {"troupe_hot_defer", hot, warm_hot, 1000us, troupe::ring_setup::defer_taskrun, {}, {}},
-      {"troupe_parking", parked, warm_parked, 0us, troupe::ring_setup::coop_taskrun, {}, {}},
-      {"troupe_parking_defer", parked, warm_parked, 0us, troupe::ring_setup::defer_taskrun, {}, {}},
+      {"troupe_hot", hot, warm_hot, 1000us, troupe::ring_setup::coop_taskrun, {}, {}, {}, {}},
+      {"troupe_hot_defer", hot, warm_hot, 1000us, troupe::ring_setup::defer_taskrun, {}, {}, {}, {}},
+      {"troupe_parking", parked, warm_parked, 0us, troupe::ring_setup::coop_taskrun, {}, {}, {}, {}},
+      {"troupe_parking_defer", parked, warm_parked, 0us, troupe::ring_setup::defer_taskrun, {}, {}, {}, {}},
   };
   std::vector<bench::contender> cs;
   for (auto& v : vs)
@@ -191,6 +277,10 @@ int main(int argc, char** argv) {
                     auto f = troupe_pingpong(v.n, v.warm, v.spin, v.ring, v.impl);
                     v.doorbells.push_back(f.doorbells_per_rt);
                     v.parks.push_back(f.parks_per_rt);
+                    if (f.syscalls >= 0) {
+                      v.syscalls.push_back(double(f.syscalls));
+                      v.syscalls_per_rt.push_back(f.syscalls_per_rt);
+                    }
                     return f.ns_per_rt;
                   }});
   cs.push_back({"uring_msgring_blocking", [&] { return p::uring_msgring_blocking(parked, false); }});
@@ -210,6 +300,9 @@ int main(int argc, char** argv) {
     bench::emit(kBench, v.impl, "doorbells/1000op", 1000 * bench::median(v.doorbells));
     bench::emit(kBench, v.impl, "parks/op", bench::median(v.parks));
     bench::emit(kBench, v.impl, "parks/1000op", 1000 * bench::median(v.parks));
+    if (v.syscalls.empty()) continue;
+    bench::emit(kBench, v.impl, "syscalls/op", bench::median(v.syscalls_per_rt));
+    bench::emit(kBench, v.impl, "syscalls/run", bench::median(v.syscalls));
   }
   return 0;
 }
