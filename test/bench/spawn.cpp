@@ -17,6 +17,11 @@
 // (sizeof(idle) - sizeof(troupe::actor<idle>), i.e. the int and its padding);
 // the framework's part of the actor object (actor_base: vtable pointer,
 // control-block pointer, extras pointer, stop flag) counts as overhead.
+// "bytes/actor_without_pool_growth" also subtracts the slabs the shards'
+// envelope pools allocated during the burst (runtime::stats() pool_slabs x
+// envelope_slab x envelope_block): a spawn burst from an actor has every
+// construct envelope in flight at once, and the pools keep those blocks for
+// reuse; they are not part of any idle actor.
 #include <troupe/troupe.hpp>
 
 #include "harness.hpp"
@@ -111,7 +116,14 @@ class spawner : public troupe::actor<spawner> {
 struct figures {
   double spawns_per_s;
   double bytes_per_actor;
+  double pool_growth_per_actor;
 };
+
+std::uint64_t pool_slabs(const troupe::runtime& rt) {
+  std::uint64_t n = 0;
+  for (auto& s : rt.stats().shards) n += s.pool_slabs;
+  return n;
+}
 
 figures troupe_spawn(long count, bool from_actor) {
   const std::string what = from_actor ? "troupe_from_actor spawn" : "troupe spawn";
@@ -136,6 +148,7 @@ figures troupe_spawn(long count, bool from_actor) {
     // Fresh pages for this repetition's actors (see peers.hpp, caf_spawn).
     malloc_trim(0);
     long rss0 = bench::peers::rss_bytes();
+    std::uint64_t slabs0 = pool_slabs(rt);
     if (from_actor) {
       sp.send(spawn_all{});
     } else {
@@ -146,7 +159,9 @@ figures troupe_spawn(long count, bool from_actor) {
     bench::check(rs.finished.wait_for(std::chrono::seconds(60)), what + ": timed out");
     long rss1 = bench::peers::rss_bytes();
     double ns = std::chrono::duration<double, std::nano>(rs.t1 - t0).count();
-    f = {double(count) / (ns * 1e-9), double(rss1 - rss0) / double(count)};
+    double pool_bytes = double(pool_slabs(rt) - slabs0) * double(troupe::defaults::envelope_slab) *
+                        double(troupe::defaults::envelope_block);
+    f = {double(count) / (ns * 1e-9), double(rss1 - rss0) / double(count), pool_bytes / double(count)};
     for (auto& r : refs) bench::check(bool(r) && !r.stopped(), what + ": an actor is missing");
     // Every actor is alive and answers (first and last of each shard).
     for (std::size_t i : {std::size_t(0), std::size_t(1), refs.size() - 2, refs.size() - 1})
@@ -168,19 +183,21 @@ int main(int argc, char** argv) {
   namespace p = bench::peers;
   auto o = bench::parse(argc, argv);
   const long count = o.quick ? 1'000 : 100'000;
-  std::vector<double> mem_troupe, mem_troupe_actor, mem_caf;
+  std::vector<double> mem_troupe, mem_troupe_actor, mem_caf, pool_troupe, pool_troupe_actor;
   bench::run_interleaved(o, "spawn_rate", "spawns/s",
                          {
                              {"troupe",
                               [&] {
                                 auto f = troupe_spawn(count, false);
                                 mem_troupe.push_back(f.bytes_per_actor);
+                                pool_troupe.push_back(f.bytes_per_actor - f.pool_growth_per_actor);
                                 return f.spawns_per_s;
                               }},
                              {"troupe_from_actor",
                               [&] {
                                 auto f = troupe_spawn(count, true);
                                 mem_troupe_actor.push_back(f.bytes_per_actor);
+                                pool_troupe_actor.push_back(f.bytes_per_actor - f.pool_growth_per_actor);
                                 return f.spawns_per_s;
                               }},
                              {"caf_2threads",
@@ -193,11 +210,15 @@ int main(int argc, char** argv) {
   if (!mem_troupe.empty()) {
     bench::emit("spawn_memory", "troupe", "bytes/actor", bench::median(mem_troupe));
     bench::emit("spawn_memory", "troupe", "bytes/actor_beyond_state", bench::median(mem_troupe) - kUserState);
+    bench::emit("spawn_memory", "troupe", "bytes/actor_without_pool_growth",
+                bench::median(pool_troupe) - kUserState);
   }
   if (!mem_troupe_actor.empty()) {
     bench::emit("spawn_memory", "troupe_from_actor", "bytes/actor", bench::median(mem_troupe_actor));
     bench::emit("spawn_memory", "troupe_from_actor", "bytes/actor_beyond_state",
                 bench::median(mem_troupe_actor) - kUserState);
+    bench::emit("spawn_memory", "troupe_from_actor", "bytes/actor_without_pool_growth",
+                bench::median(pool_troupe_actor) - kUserState);
   }
   if (!mem_caf.empty()) bench::emit("spawn_memory", "caf_2threads", "bytes/actor", bench::median(mem_caf));
   return 0;
