@@ -139,7 +139,7 @@ class shard {
   bool draining_ = false;  // shutdown: no handler runs any more
 
   alignas(64) std::atomic<park_state> park_{park_state::running};
-  alignas(64) mpsc_queue inbox_;
+  alignas(64) basic_mpsc_queue<64> inbox_;
 
   alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
       doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,

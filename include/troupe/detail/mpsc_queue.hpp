@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 
 namespace troupe::detail {
 
@@ -14,11 +15,15 @@ struct mpsc_node {
   std::atomic<mpsc_node*> next{nullptr};
 };
 
-class mpsc_queue {
+/// `TailAlign` > 8 puts the producers' side (tail and stub) on its own cache
+/// line, away from the consumer's head: worth it for a shard's inbox, not for
+/// the mailbox of every actor (it would double the control block).
+template <std::size_t TailAlign = alignof(std::atomic<mpsc_node*>)>
+class basic_mpsc_queue {
  public:
-  mpsc_queue() noexcept : head_(&stub_), tail_(&stub_) {}
-  mpsc_queue(const mpsc_queue&) = delete;
-  mpsc_queue& operator=(const mpsc_queue&) = delete;
+  basic_mpsc_queue() noexcept : head_(&stub_), tail_(&stub_) {}
+  basic_mpsc_queue(const basic_mpsc_queue&) = delete;
+  basic_mpsc_queue& operator=(const basic_mpsc_queue&) = delete;
 
   /// @threadsafe. seq_cst so that a consumer which publishes "parked" and
   /// then checks `empty()` and a producer which pushes and then checks
@@ -68,8 +73,10 @@ class mpsc_queue {
 
  private:
   mpsc_node* head_;  // consumer side
-  std::atomic<mpsc_node*> tail_;  // producer side
+  alignas(TailAlign) std::atomic<mpsc_node*> tail_;  // producer side
   mpsc_node stub_;
 };
+
+using mpsc_queue = basic_mpsc_queue<>;
 
 }  // namespace troupe::detail
