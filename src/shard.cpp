@@ -206,11 +206,21 @@ void shard::run() {
     bool worked = turn();
     if (core_.stop_requested()) break;
     if (worked) {
-      submit();
+      // With nothing left to run, the next turn is likely idle and about to
+      // park: let the park's one io_uring_enter submit the doorbells this
+      // turn prepared. At most one turn is skipped, so a busy shard still
+      // submits every other turn.
+      if (!ready_.empty() || deferred_submit_) {
+        submit();
+        deferred_submit_ = false;
+      } else {
+        deferred_submit_ = true;
+      }
       idle_since = 0;
       idle_polls = 0;
       continue;
     }
+    deferred_submit_ = false;
     if (spin_ns > 0) {
       // The clock is read once per 64 idle polls: on this VM a vDSO
       // clock_gettime costs more than a whole poll (pingpong_cross_shard).
@@ -505,6 +515,7 @@ void shard::park() {
   park_.store(park_state::parked, std::memory_order_seq_cst);
   if (!inbox_.empty() || core_.stop_requested() || !ready_.empty()) {
     park_.store(park_state::running, std::memory_order_seq_cst);
+    submit();  // what the last turns prepared must not wait any longer
     return;
   }
   ++parks_;

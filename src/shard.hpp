@@ -137,6 +137,7 @@ class shard {
   std::uint64_t doorbells_rung_ = 0;
   unsigned inflight_ = 0;  // SQEs that will produce a CQE we wait for
   bool draining_ = false;  // shutdown: no handler runs any more
+  bool deferred_submit_ = false;  // the last worked turn left its SQEs to the next
 
   alignas(64) std::atomic<park_state> park_{park_state::running};
   alignas(64) basic_mpsc_queue<64> inbox_;

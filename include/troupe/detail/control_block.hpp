@@ -70,7 +70,6 @@ class control_block {
   std::atomic<life> life_{life::starting};
   std::atomic<std::uint8_t> remote_scheduled_{0};
   bool local_scheduled_ = false;
-  bool life_ref_held_ = true;
   std::uint32_t capacity_;                    // 0: unbounded
   std::atomic<std::uint32_t> depth_{0};       // maintained only when capacity_ != 0
   actor_base* actor_ = nullptr;
