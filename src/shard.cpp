@@ -108,6 +108,7 @@ void shard::post(control_block* cb, envelope* e) noexcept {
     if (cb->local_tail_) cb->local_tail_->next.store(e, std::memory_order_relaxed);
     else cb->local_head_ = e;
     cb->local_tail_ = e;
+    mailbox_high_water_.raise_to(++cb->local_count_);
     schedule(cb);
     return;
   }
@@ -355,6 +356,7 @@ bool shard::run_ready() {
 envelope* shard::pop_local(control_block* cb) noexcept {
   envelope* e = cb->local_head_;
   if (e) {
+    --cb->local_count_;
     cb->local_head_ = static_cast<envelope*>(e->next.load(std::memory_order_relaxed));
     if (cb->local_head_ == nullptr) cb->local_tail_ = nullptr;
   }
@@ -362,18 +364,15 @@ envelope* shard::pop_local(control_block* cb) noexcept {
 }
 
 void shard::splice_remote(control_block* cb, bool& busy) noexcept {
-  std::uint64_t depth = 0;
-  for (envelope* e = cb->local_head_; e; e = static_cast<envelope*>(e->next.load(std::memory_order_relaxed)))
-    ++depth;
   while (mpsc_node* n = cb->mailbox_.pop(busy)) {
     auto* e = static_cast<envelope*>(n);
     e->next.store(nullptr, std::memory_order_relaxed);
     if (cb->local_tail_) cb->local_tail_->next.store(e, std::memory_order_relaxed);
     else cb->local_head_ = e;
     cb->local_tail_ = e;
-    ++depth;
+    ++cb->local_count_;
   }
-  mailbox_high_water_.raise_to(depth);
+  mailbox_high_water_.raise_to(cb->local_count_);
 }
 
 void shard::run_actor(control_block* cb) {

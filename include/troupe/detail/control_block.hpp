@@ -72,6 +72,7 @@ class control_block {
   bool local_scheduled_ = false;
   std::uint32_t capacity_;                    // 0: unbounded
   std::atomic<std::uint32_t> depth_{0};       // maintained only when capacity_ != 0
+  std::uint32_t local_count_ = 0;             // envelopes in the local FIFO
   actor_base* actor_ = nullptr;
   exit_info* exit_ = nullptr;
   envelope* local_head_ = nullptr;
