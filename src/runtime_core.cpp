@@ -154,7 +154,7 @@ void runtime_core::post_foreign(control_block* cb, envelope* e) noexcept {
     foreign_in_flight_.fetch_sub(1, std::memory_order_seq_cst);
     return foreign_dead_letter(cb, e);
   }
-  cb->mailbox_.push(e);
+  cb->mailbox_push(e);
   if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
       cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
     cb->add_ref();

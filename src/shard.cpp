@@ -100,7 +100,7 @@ void shard::post(control_block* cb, envelope* e) noexcept {
   if (cb->shard_.load(std::memory_order_relaxed) == id_) {
     ++sends_local_;
     if (cb->life_.load(std::memory_order_relaxed) == life::dead) return dead_letter(cb, e);
-    if (!cb->mailbox_.empty()) {
+    if (!cb->mailbox_empty()) {
       bool busy = false;
       splice_remote(cb, busy);
     }
@@ -114,7 +114,7 @@ void shard::post(control_block* cb, envelope* e) noexcept {
   }
   ++sends_remote_;
   if (cb->dead()) return dead_letter(cb, e);
-  cb->mailbox_.push(e);
+  cb->mailbox_push(e);
   if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
       cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
     cb->add_ref();
@@ -364,7 +364,7 @@ envelope* shard::pop_local(control_block* cb) noexcept {
 }
 
 void shard::splice_remote(control_block* cb, bool& busy) noexcept {
-  while (mpsc_node* n = cb->mailbox_.pop(busy)) {
+  while (mpsc_node* n = cb->mailbox_pop(busy)) {
     auto* e = static_cast<envelope*>(n);
     e->next.store(nullptr, std::memory_order_relaxed);
     if (cb->local_tail_) cb->local_tail_->next.store(e, std::memory_order_relaxed);
@@ -397,7 +397,7 @@ void shard::run_actor(control_block* cb) {
       return drain_dead(cb);
     }
   }
-  if (busy || cb->local_head_ != nullptr || !cb->mailbox_.empty()) {
+  if (busy || cb->local_head_ != nullptr || !cb->mailbox_empty()) {
     ready_.push(cb);  // still local_scheduled_
   } else {
     cb->local_scheduled_ = false;
@@ -455,12 +455,12 @@ void shard::kill(control_block* cb, exit_info* why, bool run_on_stop) {
   }
   cb->exit_ = why;
   cb->life_.store(life::dead, std::memory_order_release);
+  unlink_live(cb);
   if (a != nullptr) {
     destroy_extras(*a, cb, *why);  // monitors get down; asks and timers go
     delete a;
     cb->actor_ = nullptr;
   }
-  unlink_live(cb);
   // The life reference now belongs to the ready-queue entry.
   if (!cb->local_scheduled_) {
     cb->local_scheduled_ = true;
@@ -471,7 +471,7 @@ void shard::kill(control_block* cb, exit_info* why, bool run_on_stop) {
 void shard::drain_dead(control_block* cb) {
   while (envelope* e = pop_local(cb)) dead_letter(cb, e);
   bool busy = false;
-  while (mpsc_node* n = cb->mailbox_.pop(busy)) dead_letter(cb, static_cast<envelope*>(n));
+  while (mpsc_node* n = cb->mailbox_pop(busy)) dead_letter(cb, static_cast<envelope*>(n));
   if (busy) {
     ready_.push(cb);  // a sender is still linking its message; keep our reference
     return;
@@ -481,19 +481,24 @@ void shard::drain_dead(control_block* cb) {
 }
 
 void shard::link_live(control_block* cb) noexcept {
-  cb->live_prev_ = nullptr;
-  cb->live_next_ = live_head_;
-  if (live_head_) live_head_->live_prev_ = cb;
-  live_head_ = cb;
+  actor_base& a = *cb->actor_;
+  actor_access::live_prev(a) = nullptr;
+  actor_access::live_next(a) = live_head_;
+  if (live_head_) actor_access::live_prev(*live_head_) = &a;
+  live_head_ = &a;
   ++actors_live_;
 }
 
 void shard::unlink_live(control_block* cb) noexcept {
-  if (cb->live_prev_ == nullptr && live_head_ != cb) return;  // never started
-  if (cb->live_prev_) cb->live_prev_->live_next_ = cb->live_next_;
-  else live_head_ = cb->live_next_;
-  if (cb->live_next_) cb->live_next_->live_prev_ = cb->live_prev_;
-  cb->live_prev_ = cb->live_next_ = nullptr;
+  if (cb->actor_ == nullptr) return;  // never constructed
+  actor_base& a = *cb->actor_;
+  actor_base* prev = actor_access::live_prev(a);
+  actor_base* next = actor_access::live_next(a);
+  if (prev == nullptr && live_head_ != &a) return;  // never started
+  if (prev) actor_access::live_next(*prev) = next;
+  else live_head_ = next;
+  if (next) actor_access::live_prev(*next) = prev;
+  actor_access::live_prev(a) = actor_access::live_next(a) = nullptr;
   actors_live_.v.store(actors_live_.get() - 1, std::memory_order_relaxed);
 }
 
@@ -536,7 +541,7 @@ void shard::shutdown() {
   draining_ = true;
   core_.wait_foreign_sends();
   // Phase 1: on_stop of every live actor; sends after that are dead letters.
-  while (live_head_ != nullptr) kill(live_head_, nullptr, true);
+  while (live_head_ != nullptr) kill(actor_access::cb(*live_head_), nullptr, true);
   submit();
   core_.shutdown_barrier();
   // Phase 2: reap until nothing we wait for is in flight.

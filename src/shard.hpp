@@ -6,6 +6,7 @@
 #include "ring.hpp"
 #include "timer_heap.hpp"
 
+#include <troupe/actor_base.hpp>
 #include <troupe/config.hpp>
 #include <troupe/detail/control_block.hpp>
 #include <troupe/detail/envelope.hpp>
@@ -130,7 +131,7 @@ class shard {
   envelope_pool pool_;
   timer_heap timers_;
   ready_queue ready_;
-  control_block* live_head_ = nullptr;
+  actor_base* live_head_ = nullptr;  // live actors, linked through actor_base
   std::vector<envelope_pool::chain> returns_;  // per origin shard
   std::vector<char> retry_doorbell_;           // per target shard
   bool any_retry_ = false;

@@ -54,6 +54,8 @@ class actor_base {
 
   detail::control_block* cb_;
   detail::actor_extras* extras_ = nullptr;  // allocated on first ask/monitor/timer
+  actor_base* live_prev_ = nullptr;         // the shard's list of live actors
+  actor_base* live_next_ = nullptr;
   bool stop_requested_ = false;
 };
 
@@ -63,6 +65,8 @@ struct actor_access {
   static control_block* cb(const actor_base& a) noexcept { return a.cb_; }
   static actor_extras*& extras(actor_base& a) noexcept { return a.extras_; }
   static bool& stop_requested(actor_base& a) noexcept { return a.stop_requested_; }
+  static actor_base*& live_prev(actor_base& a) noexcept { return a.live_prev_; }
+  static actor_base*& live_next(actor_base& a) noexcept { return a.live_next_; }
   static void start(actor_base& a) { a.start_hook(); }
   static void stop(actor_base& a) { a.stop_hook(); }
   static bool receive_dynamic(actor_base& a, const std::type_info& t, void* m) {

@@ -37,11 +37,20 @@ struct exit_info {
 
 enum class life : std::uint8_t { starting, alive, dead };
 
+/// Laid out by who writes what, one cache line each (measured:
+/// pingpong_cross_shard, doc/adr/0001-cross-shard-delivery.md):
+/// - line 1, written by remote senders and by the owner when it takes the
+///   actor off its inbox: the mailbox's tail and stub, the inbox hook, the
+///   scheduling flag and the reference count, with the read-mostly fields a
+///   sender needs anyway (id, shard, life);
+/// - line 2, the owner shard's alone: the mailbox head, the local FIFO, the
+///   ready-queue link, the actor.
 class control_block {
  public:
   control_block(runtime_core* core, std::uint64_t id, shard_id shard, const actor_type* type,
                 std::uint32_t capacity) noexcept
-      : id_(id), core_(core), type_(type), shard_(shard), capacity_(capacity) {}
+      : mailbox_tail_(&mailbox_stub_), core_(core), type_(type), id_(id), shard_(shard),
+        capacity_(capacity), mailbox_head_(&mailbox_stub_) {}
   control_block(const control_block&) = delete;
   control_block& operator=(const control_block&) = delete;
 
@@ -60,32 +69,47 @@ class control_block {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(this);
   }
 
+  // The remote mailbox (MPSC; any thread pushes, the owner shard pops).
+  void mailbox_push(envelope* e) noexcept { mpsc_push(mailbox_tail_, e); }
+  mpsc_node* mailbox_pop(bool& busy) noexcept {
+    return mpsc_pop(mailbox_head_, mailbox_tail_, mailbox_stub_, busy);
+  }
+  bool mailbox_empty() const noexcept {
+    return mpsc_empty(mailbox_head_, mailbox_tail_, mailbox_stub_);
+  }
+
   // Everything below is the runtime's (src/); public so that the runtime's
   // translation units and the header-only templates can share one layout.
-  std::uint64_t id_;
+
+  // Line 1: shared by senders and the owner.
+  std::atomic<mpsc_node*> mailbox_tail_;
+  mpsc_node mailbox_stub_;
+  mpsc_node inbox_hook_;
   runtime_core* core_;
   const actor_type* type_;
-  std::atomic<shard_id> shard_;
+  std::uint64_t id_;
   std::atomic<std::uint32_t> refs_{2};  // the spawner's ref + the life ref
+  std::atomic<shard_id> shard_;
+  std::uint32_t capacity_;  // 0: unbounded
   std::atomic<life> life_{life::starting};
   std::atomic<std::uint8_t> remote_scheduled_{0};
-  bool local_scheduled_ = false;
-  std::uint32_t capacity_;                    // 0: unbounded
-  std::atomic<std::uint32_t> depth_{0};       // maintained only when capacity_ != 0
-  std::uint32_t local_count_ = 0;             // envelopes in the local FIFO
-  actor_base* actor_ = nullptr;
-  exit_info* exit_ = nullptr;
+
+  // Line 2: the owner shard's.
+  mpsc_node* mailbox_head_;
   envelope* local_head_ = nullptr;
   envelope* local_tail_ = nullptr;
   control_block* ready_next_ = nullptr;
-  control_block* live_prev_ = nullptr;  // the shard's list of live actors
-  control_block* live_next_ = nullptr;
-  mpsc_node inbox_hook_;
-  mpsc_queue mailbox_;
+  actor_base* actor_ = nullptr;
+  exit_info* exit_ = nullptr;
+  std::atomic<std::uint32_t> depth_{0};  // maintained only when capacity_ != 0
+  std::uint32_t local_count_ = 0;        // envelopes in the local FIFO
+  bool local_scheduled_ = false;
 
  private:
   static void destroy(control_block* cb) noexcept;
 };
+
+static_assert(sizeof(control_block) <= 128, "two cache lines: see the layout note");
 
 inline control_block* from_inbox_hook(mpsc_node* n) noexcept {
   return reinterpret_cast<control_block*>(reinterpret_cast<char*>(n) -
