@@ -42,6 +42,7 @@ struct config {
   shard_id shards = 0;
   unsigned sq_entries = defaults::sq_entries;
   unsigned cq_entries = defaults::cq_entries;
+  /// COOP_TASKRUN by measurement: doc/adr/0001-cross-shard-delivery.md.
   ring_setup ring = ring_setup::coop_taskrun;
   /// Messages one actor runs before the shard moves on.
   unsigned message_budget = defaults::message_budget;

@@ -10,7 +10,8 @@
 namespace troupe::defaults {
 
 /// SQ entries per shard ring. Doorbells and (later) I/O are batched per turn;
-/// 256 covers a full turn of doorbells to every shard many times over.
+/// a turn rings at most one doorbell per other shard, so 256 covers it many
+/// times over (a full SQ is submitted and reused, never an error).
 inline constexpr unsigned sq_entries = 256;
 
 /// CQ entries per shard ring (IORING_SETUP_CQSIZE), 4x the SQ: the kernel
@@ -18,28 +19,37 @@ inline constexpr unsigned sq_entries = 256;
 inline constexpr unsigned cq_entries = 1024;
 
 /// Messages one actor may run before the shard moves on to the next ready
-/// actor (fairness). fanout_throughput flattens out above ~32; 64 keeps the
-/// per-turn overhead under 2% with 64 busy receivers (doc/benchmarks.md).
+/// actor (fairness). fanout_throughput (`--budget=N`) is flat within this
+/// VM's noise from 8 to 256 (4.1-7.7 M msgs/s, doc/benchmarks.md), so the
+/// budget is set for fairness: one busy actor delays its shard's others by
+/// at most 64 handlers.
 inline constexpr unsigned message_budget = 64;
 
 /// How long an idle shard keeps polling before it parks in io_uring_enter.
-/// A parked wake-up costs 16-24 us on the VM (DESIGN.md figures), so spinning
-/// about that long turns most short gaps into ~200 ns hand-overs
-/// (pingpong_cross_shard, "hot" vs "parking" rows).
+/// pingpong_cross_shard: a hop between parked shards costs ~10-15 us (19-30
+/// us per round trip), between spinning shards 0.17-0.7 us. Spinning for
+/// about two parked hops means a reply that comes within that window costs
+/// no wake-up, while an idle shard burns at most 50 us of CPU before it
+/// sleeps. Tests use 0.
 inline constexpr std::chrono::microseconds spin_before_park{50};
 
 /// Envelope block size in a shard pool. A 64-byte payload plus the envelope
-/// header and an ask's reply address fit; bigger messages use the heap.
+/// header and an ask's reply address fit (test/allocations.cpp: 0 heap
+/// allocations per 64-byte message in steady state); bigger messages use
+/// the heap.
 inline constexpr std::size_t envelope_block = 128;
 
-/// Envelopes allocated at once when a shard pool runs dry.
+/// Envelopes allocated at once when a shard pool runs dry (32 KiB slabs).
 inline constexpr std::size_t envelope_slab = 256;
 
 /// Freed envelopes from another shard are handed back to their origin pool in
-/// batches of this many (one atomic exchange per batch).
+/// batches of this many (one compare-exchange per batch; the owner adopts a
+/// whole returned chain in O(1), see doc/adr/0001-cross-shard-delivery.md).
 inline constexpr std::size_t envelope_return_batch = 32;
 
-/// Default timeout of `ask` (inside actors and from foreign threads).
+/// Default timeout of `ask` (inside actors and from foreign threads): long
+/// enough never to fire on a healthy runtime, short enough that a lost
+/// peer shows up in tests and logs.
 inline constexpr std::chrono::milliseconds ask_timeout{10'000};
 
 }  // namespace troupe::defaults

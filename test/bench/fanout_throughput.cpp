@@ -138,10 +138,14 @@ class sender : public troupe::actor<sender> {
   }
 };
 
+// `--budget=N` overrides config::message_budget (to measure the default).
+unsigned g_budget = troupe::defaults::message_budget;
+
 double troupe_fanout(long total) {
   const std::string what = "troupe fanout";
   troupe::config cfg;
   cfg.shards = 2;
+  cfg.message_budget = g_budget;
   cfg.pinning = troupe::thread_pinning::cpu;
   shared_state st;
   std::vector<long> expected;
@@ -182,6 +186,8 @@ double troupe_fanout(long total) {
 int main(int argc, char** argv) {
   namespace p = bench::peers;
   auto o = bench::parse(argc, argv);
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]).rfind("--budget=", 0) == 0) g_budget = unsigned(std::stoul(argv[i] + 9));
   const long total = o.quick ? 100'000 : 10'000'000;
   bench::run_interleaved(o, kBench, "msgs/s",
                          {
