@@ -56,9 +56,7 @@ void free_envelope(envelope* e) noexcept {
     heap_envelopes_live.fetch_sub(1, std::memory_order_relaxed);
     return ::operator delete(e);
   }
-  envelope_pool::chain one;
-  one.push(e);
-  p->give_back(one);
+  p->give_back(envelope_pool::carrier::start(e));
 }
 
 namespace {

@@ -11,35 +11,47 @@ void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
 }
 }  // namespace
 
-void envelope_pool::chain::push(void* b) noexcept {
-  link_of(b) = head;
-  head = b;
-  if (tail == nullptr) tail = b;
-  ++size;
-}
-
 envelope_pool::~envelope_pool() {
   for (void* s : slabs_) ::operator delete(s, std::align_val_t{64});
 }
 
 void* envelope_pool::allocate() {
-  if (free_ == nullptr) reclaim();
-  if (free_ == nullptr) {
-    auto* slab = static_cast<char*>(
-        ::operator new(block_size * defaults::envelope_slab, std::align_val_t{64}));
-    slabs_.push_back(slab);
-    bump(slab_count_);
-    for (std::size_t i = defaults::envelope_slab; i-- > 0;) {
-      void* b = slab + i * block_size;
-      link_of(b) = free_;
-      free_ = b;
-    }
-  }
   void* b = free_;
-  free_ = link_of(b);
-  if (free_ != nullptr) __builtin_prefetch(free_, 1);
+  if (b != nullptr) {
+    free_ = link_of(b);
+  } else {
+    b = refill();
+  }
   bump(taken_);
   return b;
+}
+
+void* envelope_pool::refill() {
+  for (;;) {
+    if (magazine_ != nullptr) {
+      if (magazine_->count > 0) return magazine_->blocks[--magazine_->count];
+      void* b = magazine_;  // the carrier itself is the last block
+      magazine_ = nullptr;
+      return b;
+    }
+    if (magazines_ == nullptr)
+      // The whole stack at once: no ABA, the owner is the only one who takes.
+      magazines_ = returned_.exchange(nullptr, std::memory_order_acquire);
+    if (magazines_ == nullptr) break;
+    magazine_ = magazines_;
+    magazines_ = magazine_->next;
+    for (std::uint64_t i = 0; i < magazine_->count; ++i) __builtin_prefetch(magazine_->blocks[i], 1);
+  }
+  auto* slab = static_cast<char*>(
+      ::operator new(block_size * defaults::envelope_slab, std::align_val_t{64}));
+  slabs_.push_back(slab);
+  bump(slab_count_);
+  for (std::size_t i = defaults::envelope_slab; i-- > 1;) {
+    void* b = slab + i * block_size;
+    link_of(b) = free_;
+    free_ = b;
+  }
+  return slab;
 }
 
 void envelope_pool::free_local(void* p) noexcept {
@@ -48,22 +60,14 @@ void envelope_pool::free_local(void* p) noexcept {
   bump(freed_local_);
 }
 
-void envelope_pool::give_back(const chain& c) noexcept {
-  if (c.head == nullptr) return;
-  void* old = returned_.load(std::memory_order_relaxed);
+void envelope_pool::give_back(carrier* c) noexcept {
+  std::uint64_t n = 1 + c->count;
+  carrier* old = returned_.load(std::memory_order_relaxed);
   do {
-    link_of(c.tail) = old;
-  } while (!returned_.compare_exchange_weak(old, c.head, std::memory_order_release,
+    c->next = old;
+  } while (!returned_.compare_exchange_weak(old, c, std::memory_order_release,
                                             std::memory_order_relaxed));
-  returned_total_.fetch_add(c.size, std::memory_order_relaxed);
+  returned_total_.fetch_add(n, std::memory_order_relaxed);
 }
-
-void envelope_pool::reclaim() noexcept {
-  // Called only when the free list is empty: the whole returned stack (a
-  // chain of chains) becomes the free list. Taking it all at once means no
-  // ABA; the owner is the only one who takes.
-  free_ = returned_.exchange(nullptr, std::memory_order_acquire);
-}
-
 
 }  // namespace troupe::detail

@@ -110,7 +110,7 @@ class shard {
   bool run_ready();
   void run_actor(control_block* cb);
   void deliver(control_block* cb, envelope* e);
-  void splice_remote(control_block* cb, bool& busy) noexcept;
+  void splice_remote(control_block* cb, bool& busy, std::size_t limit) noexcept;
   envelope* pop_local(control_block* cb) noexcept;
   void schedule(control_block* cb) noexcept;
   void fail(control_block* cb, std::string what);
@@ -132,7 +132,7 @@ class shard {
   timer_heap timers_;
   ready_queue ready_;
   actor_base* live_head_ = nullptr;  // live actors, linked through actor_base
-  std::vector<envelope_pool::chain> returns_;  // per origin shard
+  std::vector<envelope_pool::carrier*> returns_;  // per origin shard, filling
   std::vector<char> retry_doorbell_;           // per target shard
   bool any_retry_ = false;
   std::uint64_t doorbells_rung_ = 0;

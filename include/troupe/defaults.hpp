@@ -42,10 +42,11 @@ inline constexpr std::size_t envelope_block = 128;
 /// Envelopes allocated at once when a shard pool runs dry (32 KiB slabs).
 inline constexpr std::size_t envelope_slab = 256;
 
-/// Freed envelopes from another shard are handed back to their origin pool in
-/// batches of this many (one compare-exchange per batch; the owner adopts a
-/// whole returned chain in O(1), see doc/adr/0001-cross-shard-delivery.md).
-inline constexpr std::size_t envelope_return_batch = 32;
+/// Freed envelopes from another shard go back to their origin pool in
+/// batches of this many: one block carries pointers to the others (one
+/// compare-exchange per batch, and the owner prefetches the whole batch;
+/// doc/adr/0001-cross-shard-delivery.md). Follows from the block size.
+inline constexpr std::size_t envelope_return_batch = (envelope_block - 16) / sizeof(void*) + 1;
 
 /// Default timeout of `ask` (inside actors and from foreign threads): long
 /// enough never to fire on a healthy runtime, short enough that a lost
