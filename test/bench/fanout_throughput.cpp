@@ -45,26 +45,7 @@ constexpr int kReceivers = 64;
 constexpr long kWindow = 16384;
 constexpr int kWindows = 4;
 
-// One-shot completion: signalled by a shard thread, waited for by main in
-// the kernel (futex) with a deadline.
-struct completion {
-  std::atomic<std::uint32_t> done{0};
-  void signal() {
-    done.store(1, std::memory_order_release);
-    syscall(SYS_futex, &done, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-  }
-  bool wait_for(std::chrono::seconds limit) {
-    auto until = bench::clock::now() + limit;
-    while (done.load(std::memory_order_acquire) == 0) {
-      auto left = until - bench::clock::now();
-      if (left <= decltype(left)::zero()) return false;
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-      timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
-      syscall(SYS_futex, &done, FUTEX_WAIT_PRIVATE, 0, &ts, nullptr, 0);
-    }
-    return true;
-  }
-};
+using bench::completion;
 
 struct shared_state {
   bench::clock::time_point t0, t1;

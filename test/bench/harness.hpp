@@ -9,13 +9,23 @@
 // `--quick` runs tiny counts with the same correctness checks; CI runs that.
 #pragma once
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
+#include <future>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace bench {
@@ -92,5 +102,47 @@ using clock = std::chrono::steady_clock;
 inline double ns_since(clock::time_point t0) {
   return std::chrono::duration<double, std::nano>(clock::now() - t0).count();
 }
+
+// One-shot completion: signalled by a worker thread, waited for by main in
+// the kernel (futex) with a deadline, so main takes no CPU from the workers.
+struct completion {
+  std::atomic<std::uint32_t> done{0};
+  void signal() {
+    done.store(1, std::memory_order_release);
+    syscall(SYS_futex, &done, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  }
+  bool wait_for(std::chrono::seconds limit) {
+    auto until = clock::now() + limit;
+    while (done.load(std::memory_order_acquire) == 0) {
+      auto left = until - clock::now();
+      if (left <= decltype(left)::zero()) return false;
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+      timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
+      syscall(SYS_futex, &done, FUTEX_WAIT_PRIVATE, 0, &ts, nullptr, 0);
+    }
+    return true;
+  }
+};
+
+// Fails the benchmark if the guarded scope has not ended within `limit`.
+class watchdog {
+ public:
+  explicit watchdog(std::string what, std::chrono::seconds limit = std::chrono::seconds(60))
+      : what_(std::move(what)), thread_([this, limit, f = done_.get_future()] {
+          if (f.wait_for(limit) == std::future_status::timeout)
+            fail(what_ + ": did not finish within " + std::to_string(limit.count()) + " s");
+        }) {}
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
+  ~watchdog() {
+    done_.set_value();
+    thread_.join();
+  }
+
+ private:
+  std::promise<void> done_;
+  std::string what_;
+  std::thread thread_;
+};
 
 }  // namespace bench

@@ -40,25 +40,7 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now().time_since_epoch()).count();
 }
 
-// Fails the benchmark if the guarded scope (including the actor system's
-// shutdown) has not ended within kTimeLimit.
-class watchdog {
- public:
-  explicit watchdog(std::string what)
-      : what_(std::move(what)), thread_([this, f = done_.get_future()] {
-          if (f.wait_for(kTimeLimit) == std::future_status::timeout)
-            fail(what_ + ": did not finish within 60 s");
-        }) {}
-  ~watchdog() {
-    done_.set_value();
-    thread_.join();
-  }
-
- private:
-  std::promise<void> done_;
-  std::string what_;
-  std::thread thread_;
-};
+using bench::watchdog;
 
 // A config with `threads` scheduler threads (the default work-stealing policy).
 struct config : caf::actor_system_config {

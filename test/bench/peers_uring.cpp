@@ -40,24 +40,7 @@ constexpr __u64 kSendTag = ~__u64{0};  // user_data of our own msg_ring SQEs
 
 inline void relax() { __builtin_ia32_pause(); }
 
-// Fails the benchmark if the guarded scope has not ended within kTimeLimit.
-class watchdog {
- public:
-  explicit watchdog(std::string what)
-      : what_(std::move(what)), thread_([this, f = done_.get_future()] {
-          if (f.wait_for(kTimeLimit) == std::future_status::timeout)
-            fail(what_ + ": did not finish within 60 s");
-        }) {}
-  ~watchdog() {
-    done_.set_value();
-    thread_.join();
-  }
-
- private:
-  std::promise<void> done_;
-  std::string what_;
-  std::thread thread_;
-};
+using bench::watchdog;
 
 void pin(int cpu) {
   int n = int(std::thread::hardware_concurrency());

@@ -50,26 +50,7 @@ namespace {
 
 constexpr const char* kBench = "pingpong_cross_shard";
 
-// One-shot completion: signalled by a shard thread, waited for by main in
-// the kernel (futex) with a deadline, so main takes no CPU from the shards.
-struct completion {
-  std::atomic<std::uint32_t> done{0};
-  void signal() {
-    done.store(1, std::memory_order_release);
-    syscall(SYS_futex, &done, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
-  }
-  bool wait_for(std::chrono::seconds limit) {
-    auto until = bench::clock::now() + limit;
-    while (done.load(std::memory_order_acquire) == 0) {
-      auto left = until - bench::clock::now();
-      if (left <= decltype(left)::zero()) return false;
-      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-      timespec ts{time_t(ns / 1'000'000'000), long(ns % 1'000'000'000)};
-      syscall(SYS_futex, &done, FUTEX_WAIT_PRIVATE, 0, &ts, nullptr, 0);
-    }
-    return true;
-  }
-};
+using bench::completion;
 
 // Counts the system calls one thread enters (raw_syscalls:sys_enter).
 class syscall_counter {
