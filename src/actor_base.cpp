@@ -79,7 +79,7 @@ struct monitor_envelope final : envelope {
     }
     const exit_info* why = cb->exit();
     down d{ref_to(cb), why ? why->code : std::error_code{}, why ? why->what : std::string()};
-    post(self->watcher, self->make(std::move(d)));
+    post(self->watcher, self->make(self->watcher, std::move(d)));
     self->watcher->release();
   }
 };
@@ -91,13 +91,11 @@ struct delayed_delivery final : timer_node {
 
 void fire_delayed(timer_node* t, bool cancelled) {
   std::unique_ptr<delayed_delivery> d(static_cast<delayed_delivery*>(t));
-  shard* s = this_shard_ptr();
-  if (cancelled) {
-    // Shutdown: it counts as sent and as a dead letter.
-    s->post(d->target, d->e);
-  } else {
+  if (cancelled)
+    // Shutdown: it counts as sent and as a dead letter, here and now.
+    this_shard_ptr()->dead_letter_unsent(d->target, d->e);
+  else
     post(d->target, d->e);
-  }
   d->target->release();
 }
 
@@ -105,13 +103,13 @@ void fire_ask_timeout(timer_node* t, bool cancelled) {
   if (cancelled) return;  // the asker is gone and took the pending ask with it
   auto* p = static_cast<pending_ask*>(t);
   control_block* owner = actor_access::cb(*p->owner);
-  this_shard_ptr()->post(owner, make_envelope<ask_timeout_envelope>(p->id));
+  this_shard_ptr()->post(owner, make_envelope<ask_timeout_envelope>(owner, p->id));
 }
 
 void fire_periodic(timer_node* t, bool cancelled) {
   if (cancelled) return;
   auto* p = static_cast<periodic_timer*>(t);
-  this_shard_ptr()->post(p->owner, p->source->make());
+  this_shard_ptr()->post(p->owner, p->source->make(p->owner));
   std::int64_t now = now_ns();
   p->deadline_ns += p->period_ns;
   if (p->deadline_ns <= now) p->deadline_ns = now + p->period_ns;  // skip, don't queue up
@@ -173,14 +171,14 @@ timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick
 }
 
 void post_monitor(control_block* target, control_block* watcher, down_factory make) {
-  post(target, make_envelope<monitor_envelope>(watcher, make));
+  post(target, make_envelope<monitor_envelope>(target, watcher, make));
 }
 
 void destroy_extras(actor_base& a, control_block* cb, const exit_info& why) noexcept {
   actor_extras* x = std::exchange(actor_access::extras(a), nullptr);
   if (x == nullptr) return;
   for (monitor_entry& m : x->monitors) {
-    post(m.watcher, m.make(down{ref_to(cb), why.code, why.what}));
+    post(m.watcher, m.make(m.watcher, down{ref_to(cb), why.code, why.what}));
     m.watcher->release();
   }
   for (auto& [id, p] : x->asks) {

@@ -32,9 +32,12 @@ shard* home_for(const control_block* cb) noexcept {
 }
 }  // namespace
 
-envelope_memory allocate_envelope(std::size_t size) {
+const runtime_core* core_of(const control_block* cb) noexcept { return cb->core(); }
+
+envelope_memory allocate_envelope(std::size_t size, const runtime_core* to) {
   shard* s = this_shard_ptr();
-  if (s != nullptr && size <= envelope_pool::block_size) return {s->pool().allocate(), &s->pool()};
+  if (s != nullptr && &s->core() == to && size <= envelope_pool::block_size)
+    return {s->pool().allocate(), &s->pool()};
   void* p = ::operator new(size);
   heap_envelopes_live.fetch_add(1, std::memory_order_relaxed);
   return {p, nullptr};
@@ -60,18 +63,13 @@ void free_envelope(envelope* e) noexcept {
 }
 
 namespace {
-void dispatch(control_block* target, envelope* e) noexcept {
-  if (shard* s = home_for(target)) return s->post(target, e);
-  target->core()->post_foreign(target, e);
+void dispatch(control_block* target, envelope* e, bool depth_reserved) noexcept {
+  if (shard* s = home_for(target)) return s->post(target, e, depth_reserved);
+  target->core()->post_foreign(target, e, depth_reserved);
 }
 }  // namespace
 
-void post(control_block* target, envelope* e) noexcept {
-  // The depth is kept only for actors with a mailbox_capacity; the consumer
-  // (or the dead-letter path) takes it down again.
-  if (target->capacity_ != 0) target->depth_.fetch_add(1, std::memory_order_relaxed);
-  dispatch(target, e);
-}
+void post(control_block* target, envelope* e) noexcept { dispatch(target, e, false); }
 
 bool try_post(control_block* target, envelope* e) noexcept {
   if (target->capacity_ != 0) {
@@ -80,7 +78,7 @@ bool try_post(control_block* target, envelope* e) noexcept {
       if (depth >= target->capacity_) return false;
     } while (!target->depth_.compare_exchange_weak(depth, depth + 1, std::memory_order_relaxed));
   }
-  dispatch(target, e);
+  dispatch(target, e, true);
   return true;
 }
 
@@ -101,6 +99,13 @@ void control_block::destroy(control_block* cb) noexcept {
 }
 
 void actor_started(control_block* cb) { this_shard_ptr()->actor_started(cb); }
+
+void spawn_refused(control_block* cb) noexcept {
+  if (cb->life_.load(std::memory_order_acquire) != life::starting) return;  // a shard drains it
+  cb->exit_ = new exit_info{make_error_code(errc::runtime_stopped), "spawned while the runtime was stopping"};
+  cb->life_.store(life::dead, std::memory_order_release);
+  cb->release();  // the life reference: no shard will ever hold it
+}
 
 runtime_core* current_core() noexcept {
   shard* s = this_shard_ptr();

@@ -147,7 +147,8 @@ shard_id runtime_core::pick(const placement& where) {
       where);
 }
 
-void runtime_core::post_foreign(control_block* cb, envelope* e) noexcept {
+void runtime_core::post_foreign(control_block* cb, envelope* e, bool depth_reserved) noexcept {
+  if (cb->capacity_ != 0 && !depth_reserved) cb->depth_.fetch_add(1, std::memory_order_relaxed);
   foreign_in_flight_.fetch_add(1, std::memory_order_seq_cst);
   sends_foreign_.fetch_add(1, std::memory_order_relaxed);
   if (!accepting_foreign_.load(std::memory_order_seq_cst) || cb->dead()) {
@@ -178,7 +179,8 @@ void runtime_core::foreign_dead_letter(control_block* cb, envelope* e) noexcept 
 
 void runtime_core::foreign_doorbell(shard& target) noexcept {
   foreign_doorbells_.fetch_add(1, std::memory_order_relaxed);
-  const unsigned k = cfg_.fault_injection.fail_every_kth_doorbell;
+  unsigned k = cfg_.fault_injection.fail_every_kth_doorbell;
+  if (k == 1) k = 2;  // every doorbell failing would never deliver one
   for (unsigned attempt = 0;; ++attempt) {
     if (attempt > 0) {
       log().debug("foreign doorbell to shard {} failed, ringing again", target.id());
@@ -216,15 +218,20 @@ void runtime_core::foreign_doorbell(shard& target) noexcept {
 void runtime_core::request_stop() noexcept {
   accepting_foreign_.store(false, std::memory_order_seq_cst);
   if (stop_requested_.exchange(true, std::memory_order_seq_cst)) return;
+  // Wake every shard that is not running, synchronously and retrying until
+  // the doorbell got through — also one already "notified" by a sender
+  // whose doorbell failed: that sender may go into shutdown before its retry
+  // and the barrier would wait forever. Stopping is rare; one system call
+  // per sleeping shard is cheap. A shard that parks later sees the flag.
   shard* me = this_shard_ptr();
   for (auto& s : shards_) {
-    if (s.get() == me || !s->claim_doorbell()) continue;
-    if (me != nullptr && &me->core() == this)
-      me->ring_doorbell(s->id());
-    else
-      foreign_doorbell(*s);
+    if (s.get() == me) continue;
+    s->claim_doorbell();
+    if (s->parked_state() != park_state::running) foreign_doorbell(*s);
   }
-  std::lock_guard lock(state_mutex_);
+  {
+    std::lock_guard lock(state_mutex_);
+  }
   state_cv_.notify_all();
 }
 
@@ -232,20 +239,25 @@ void runtime_core::wait_and_join() {
   forbid_on_shard("runtime::wait()/stop()");
   {
     std::unique_lock lock(state_mutex_);
-    state_cv_.wait(lock, [this] { return stop_requested_.load() || joined_; });
+    state_cv_.wait(lock, [this] { return stop_requested_.load(); });
   }
   join();
 }
 
 void runtime_core::join() noexcept {
-  std::lock_guard lock(state_mutex_);
+  // Not state_mutex_: a shard in request_stop() takes that one, and we are
+  // about to wait for the shards.
+  std::lock_guard lock(join_mutex_);
   if (joined_) return;
   for (auto& t : threads_) t.join();
   threads_.clear();
   joined_ = true;
-  if (alien_open_) {
-    io_uring_queue_exit(&alien_);
-    alien_open_ = false;
+  {
+    std::lock_guard alien(alien_mutex_);  // a foreign stop() may still be ringing
+    if (alien_open_) {
+      io_uring_queue_exit(&alien_);
+      alien_open_ = false;
+    }
   }
   runtime_stats st;
   fill_stats(st);

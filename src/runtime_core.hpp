@@ -40,7 +40,7 @@ class runtime_core {
   shard_id pick(const placement& where);
 
   /// A send from a thread that is not one of this runtime's shards.
-  void post_foreign(control_block* cb, envelope* e) noexcept;
+  void post_foreign(control_block* cb, envelope* e, bool depth_reserved = false) noexcept;
   /// Rings `target`'s doorbell from a foreign thread (retries failures).
   void foreign_doorbell(shard& target) noexcept;
   /// Drops an envelope on a foreign thread and counts it.
@@ -88,9 +88,10 @@ class runtime_core {
 
   enum class start_state { waiting, go, abort };
   std::atomic<start_state> start_{start_state::waiting};
-  std::mutex state_mutex_;
+  std::mutex state_mutex_;  // guards the wait for the stop request only
   std::condition_variable state_cv_;
-  bool joined_ = false;
+  std::mutex join_mutex_;   // never taken by a shard thread
+  bool joined_ = false;     // under join_mutex_
 
   friend class shard;
 };

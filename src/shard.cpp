@@ -97,15 +97,24 @@ bool shard::claim_doorbell() noexcept {
   return park_.compare_exchange_strong(expected, park_state::notified, std::memory_order_seq_cst);
 }
 
-void shard::post(control_block* cb, envelope* e) noexcept {
+void shard::post(control_block* cb, envelope* e, bool depth_reserved) noexcept {
+  if (cb->capacity_ != 0 && !depth_reserved) cb->depth_.fetch_add(1, std::memory_order_relaxed);
   if (cb->shard_.load(std::memory_order_relaxed) == id_) {
     ++sends_local_;
     if (cb->life_.load(std::memory_order_relaxed) == life::dead) return dead_letter(cb, e);
     if (!cb->mailbox_empty()) {
       // Everything queued remotely goes first: a sender that moved to this
-      // shard must not overtake its own earlier messages.
+      // shard must not overtake its own earlier messages. If a remote node
+      // is still being linked (busy), what follows it — the spawn's
+      // construct envelope, say — may not be poppable yet: then this message
+      // queues behind it in the mailbox too.
       bool busy = false;
       splice_remote(cb, busy, ~std::size_t{0});
+      if (busy) {
+        cb->mailbox_push(e);
+        schedule(cb);
+        return;
+      }
     }
     e->next.store(nullptr, std::memory_order_relaxed);
     if (cb->local_tail_) cb->local_tail_->next.store(e, std::memory_order_relaxed);
@@ -136,6 +145,7 @@ void shard::schedule(control_block* cb) noexcept {
 void shard::ring_doorbell(shard_id target) noexcept {
   io_uring_sqe* sqe = ring_.sqe();
   unsigned k = cfg().fault_injection.fail_every_kth_doorbell;
+  if (k == 1) k = 2;  // every doorbell failing would never deliver one
   ++doorbells_sent_;
   if (k != 0 && ++doorbells_rung_ % k == 0) {
     // The doorbell "fails" as the kernel would fail a msg_ring: the target is
@@ -165,6 +175,12 @@ void shard::dead_letter(control_block* cb, envelope* e) noexcept {
     log().error("dropping a message for {} threw", cb->type()->name);
   }
   free(e);
+}
+
+void shard::dead_letter_unsent(control_block* cb, envelope* e) noexcept {
+  ++sends_local_;
+  if (cb->capacity_ != 0) cb->depth_.fetch_add(1, std::memory_order_relaxed);
+  dead_letter(cb, e);
 }
 
 void shard::free(envelope* e) noexcept {
@@ -565,7 +581,10 @@ void shard::shutdown() {
   submit();
   core_.shutdown_barrier();
   // Phase 3: drain. Nobody sends any more; every queued envelope is a dead
-  // letter and goes back to its pool.
+  // letter and goes back to its pool. Pending delayed sends go first, as
+  // dead letters counted here, so nothing lands on another shard's inbox
+  // after that shard has drained.
+  while (timer_node* t = timers_.pop_any()) t->fire(t, true);
   for (;;) {
     bool any = take_inbox();
     while (control_block* cb = ready_.pop()) {
@@ -574,7 +593,6 @@ void shard::shutdown() {
     }
     if (!any) break;
   }
-  while (timer_node* t = timers_.pop_any()) t->fire(t, true);
   flush_returns();
   core_.shutdown_barrier();
   // Phase 4: every envelope of this pool is home; close the ring.

@@ -91,9 +91,14 @@ class shard {
   ring_setup setup() const noexcept { return setup_.load(std::memory_order_acquire); }
 
   // --- this shard's thread only --------------------------------------------
-  void post(control_block* cb, envelope* e) noexcept;
+  /// `depth_reserved`: try_post already counted it against the capacity.
+  void post(control_block* cb, envelope* e, bool depth_reserved = false) noexcept;
   void ring_doorbell(shard_id target) noexcept;
   void dead_letter(control_block* cb, envelope* e) noexcept;
+  /// A message that is dropped before it was sent (a delayed send at
+  /// shutdown): counts as sent and as a dead letter.
+  void dead_letter_unsent(control_block* cb, envelope* e) noexcept;
+  park_state parked_state() const noexcept { return park_.load(std::memory_order_seq_cst); }
   void free(envelope* e) noexcept;
   void arm(timer_node* t) { timers_.arm(t); }
   void disarm(timer_node* t) noexcept { timers_.disarm(t); }

@@ -525,3 +525,25 @@ BOOST_AUTO_TEST_CASE(try_send_hands_the_message_back_when_the_mailbox_is_full) {
   }
   check_quiescent(st);
 }
+
+namespace {
+struct beat {};
+class ticking_gate : public actor<ticking_gate> {
+ public:
+  void on_start() { every(std::chrono::milliseconds(1), beat{}); }
+  void on(const beat&) { ++beats; }
+  void on(const payload&) {}
+  int on(const alive_q&) { return beats; }
+  int beats = 0;
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(timer_ticks_do_not_break_the_mailbox_capacity_count) {
+  runtime rt{test_config()};
+  auto g = rt.spawn<ticking_gate>(pinned{1}, mailbox_capacity{8});
+  BOOST_REQUIRE(eventually([&] { return rt.ask(g, alive_q{}).get() >= 5; }));
+  for (int i = 0; i < 100; ++i) {
+    BOOST_TEST(!g.try_send(payload{i}).has_value());  // never full: it keeps up
+    BOOST_TEST(rt.ask(g, alive_q{}).wait().has_value());
+  }
+}

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 using namespace troupe;
 using namespace troupe_test;
@@ -83,4 +85,50 @@ BOOST_AUTO_TEST_CASE(stats_are_readable_as_text_with_one_line_per_shard) {
   std::string text = rt.stats().text();
   BOOST_TEST(text.find("shard") != std::string::npos);
   BOOST_TEST(std::count(text.begin(), text.end(), '\n') == 4);  // header, 2 shards, foreign
+}
+
+namespace {
+struct stop_all {};
+class stopper : public actor<stopper> {
+ public:
+  void on(const stop_all&) { system().stop(); }
+  void on(const add&) {}
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(stop_from_a_handler_wakes_parked_shards_even_when_doorbells_fail) {
+  for (unsigned k : {2u, 3u}) {
+    config cfg = test_config();
+    cfg.fault_injection.fail_every_kth_doorbell = k;
+    runtime rt{cfg};
+    auto far = rt.spawn<stopper>(pinned{1});
+    auto near = rt.spawn<stopper>(pinned{0});
+    BOOST_TEST(rt.ask(far, add{1}).wait().has_value());
+    // Shard 1 has nothing to do and parks; the stop comes from shard 0.
+    BOOST_REQUIRE(eventually([&] { return rt.stats().shards[1].parks > 0; }));
+    std::atomic<bool> returned{false};
+    std::thread waiter([&] {
+      rt.wait();
+      returned = true;
+    });
+    near.send(stop_all{});
+    bool ok = eventually([&] { return returned.load(); }, std::chrono::seconds(20));
+    if (!ok) {
+      BOOST_ERROR("runtime::wait() did not return: a shard never woke for the stop");
+      std::quick_exit(1);  // a hung join cannot be unwound
+    }
+    waiter.join();
+    check_quiescent(rt.stats());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(spawning_after_stop_gives_a_stopped_actor_and_leaks_nothing) {
+  runtime rt{test_config()};
+  rt.stop();
+  auto late = rt.spawn<counter>(pinned{0});
+  BOOST_TEST(late.stopped());
+  late.send(add{1});  // a dead letter
+  auto r = rt.ask(late, get{}).wait();
+  BOOST_TEST((r.error() == errc::actor_stopped));
+  check_quiescent(rt.stats());
 }

@@ -52,7 +52,7 @@ class [[nodiscard("an ask is sent by .then(fn)")]] ask_request {
     if (target == nullptr) throw error("troupe: ask through an empty ref");
     auto* p = new detail::pending_ask_with<reply, std::decay_t<F>>(std::forward<F>(fn));
     std::uint64_t id = detail::register_ask(asker_, p, timeout_);
-    detail::post(target, detail::make_envelope<detail::ask_envelope<A, message>>(
+    detail::post(target, detail::make_envelope<detail::ask_envelope<A, message>>(target,
                              detail::reply_to<reply>(detail::actor_access::cb(*asker_), id),
                              std::forward<M>(msg_)));
   }
@@ -100,7 +100,8 @@ class actor : public actor_base {
                   "handler on(Message) — see 'with M = ...; A = ...' above");
     if (!to) throw error("troupe: delayed_send through an empty ref");
     detail::post_after(delay, to.control(),
-                       detail::make_envelope<detail::message_envelope<A, message>>(std::forward<M>(m)));
+                       detail::make_envelope<detail::message_envelope<A, message>>(
+                           to.control(), std::forward<M>(m)));
   }
 
   /// Sends a copy of `m` to this actor every `period`, until `cancel(id)` or
@@ -142,9 +143,9 @@ class actor : public actor_base {
   actor() noexcept = default;
 
  private:
-  static detail::envelope* make_down(down&& d) {
+  static detail::envelope* make_down(const detail::control_block* to, down&& d) {
     if constexpr (handles<Derived, down>)
-      return detail::make_envelope<detail::message_envelope<Derived, down>>(std::move(d));
+      return detail::make_envelope<detail::message_envelope<Derived, down>>(to, std::move(d));
     else
       return nullptr;
   }

@@ -54,7 +54,8 @@ struct config {
   /// For tests: fault injection on the delivery path.
   struct faults {
     /// Every k-th doorbell a shard rings fails as the kernel would fail it
-    /// (-EOVERFLOW and -ENOMEM alternately) and must be retried. 0: never.
+    /// (-EOVERFLOW and -ENOMEM alternately) and must be retried. 0: never;
+    /// 1 would fail every retry too, so it counts as 2.
     unsigned fail_every_kth_doorbell = 0;
   } fault_injection;
 };

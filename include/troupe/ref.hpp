@@ -102,7 +102,7 @@ class ref : public detail::ref_base {
                   "troupe: ref<Actor>::send(Message): the actor type has no handler on(Message) "
                   "for this message type — see 'with M = ...; A = ...' above");
     detail::control_block* cb = checked();
-    detail::post(cb, detail::make_envelope<detail::message_envelope<A, message>>(std::forward<M>(m)));
+    detail::post(cb, detail::make_envelope<detail::message_envelope<A, message>>(cb, std::forward<M>(m)));
   }
 
   /// Like send, but when the actor was spawned with a mailbox_capacity and
@@ -115,7 +115,7 @@ class ref : public detail::ref_base {
                   "troupe: ref<Actor>::try_send(Message): the actor type has no handler "
                   "on(Message) for this message type — see 'with M = ...; A = ...' above");
     detail::control_block* cb = checked();
-    auto* e = detail::make_envelope<detail::message_envelope<A, message>>(std::forward<M>(m));
+    auto* e = detail::make_envelope<detail::message_envelope<A, message>>(cb, std::forward<M>(m));
     if (detail::try_post(cb, e)) return std::nullopt;
     std::optional<message> back(std::move(e->msg));
     e->~message_envelope();
@@ -139,7 +139,7 @@ class any_ref : public detail::ref_base {
   void send(M&& m) const {
     detail::control_block* cb = checked();
     detail::post(cb, detail::make_envelope<detail::dynamic_envelope<std::remove_cvref_t<M>>>(
-                         std::forward<M>(m)));
+                         cb, std::forward<M>(m)));
   }
 
   /// The typed ref, if the actor is of type A.

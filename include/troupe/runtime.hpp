@@ -108,7 +108,7 @@ class runtime {
     auto* state = new detail::foreign_reply<reply>();
     blocking_reply<reply> answer(state, timeout);
     detail::post(to.control(), detail::make_envelope<detail::ask_envelope<A, message>>(
-                                   detail::reply_to<reply>(state), std::forward<M>(m)));
+                                   to.control(), detail::reply_to<reply>(state), std::forward<M>(m)));
     return answer;
   }
 

@@ -20,7 +20,7 @@ ref<A> spawn(runtime_core* core, const placement& where, mailbox_capacity cap, A
                 "troupe: spawn<A>(placement, args...): A has no constructor taking these args");
   control_block* cb = new_control_block(core, where, type_of<A>(), cap.messages);
   ref<A> r(cb);  // adopts the spawner's reference; the life reference stays
-  post(cb, make_envelope<construct_envelope<A, Args...>>(std::forward<Args>(args)...));
+  post(cb, make_envelope<construct_envelope<A, Args...>>(cb, std::forward<Args>(args)...));
   return r;
 }
 

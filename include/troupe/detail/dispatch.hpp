@@ -150,7 +150,7 @@ class reply_to {
 
   void send(result<R>&& r) noexcept {
     if (asker_ != nullptr) {
-      post(asker_, make_envelope<reply_envelope<R>>(id_, std::move(r)));
+      post(asker_, make_envelope<reply_envelope<R>>(asker_, id_, std::move(r)));
       std::exchange(asker_, nullptr)->release();
     } else if (foreign_ != nullptr) {
       std::exchange(foreign_, nullptr)->set(std::move(r));
@@ -220,22 +220,24 @@ void post_after(std::chrono::nanoseconds delay, control_block* target, envelope*
 /// Makes the envelope of one periodic tick.
 struct tick_source {
   virtual ~tick_source() = default;
-  virtual envelope* make() = 0;
+  virtual envelope* make(const control_block* to) = 0;
 };
 
 template <class A, class M>
 struct tick_of final : tick_source {
   M msg;
   explicit tick_of(M m) : msg(std::move(m)) {}
-  envelope* make() override { return make_envelope<message_envelope<A, M>>(msg); }
+  envelope* make(const control_block* to) override {
+    return make_envelope<message_envelope<A, M>>(to, msg);
+  }
 };
 
 timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick_source* source);
 
 // ---- lifecycle -------------------------------------------------------------
 
-/// Builds the `down` message envelope for a watcher of type W.
-using down_factory = envelope* (*)(down&&);
+/// Builds the `down` message envelope for the watcher `to` (of type W).
+using down_factory = envelope* (*)(const control_block* to, down&&);
 
 /// Asks `target` to tell `watcher` with `down` when it stops (at once if it
 /// already has).
@@ -252,7 +254,7 @@ struct construct_envelope final : envelope {
   static void run(envelope* e, envelope_action act, control_block* cb) {
     auto* self = static_cast<construct_envelope*>(e);
     destroy_on_exit<construct_envelope> guard{self};
-    if (act != envelope_action::deliver) return;
+    if (act != envelope_action::deliver) return spawn_refused(cb);
     set_constructing(cb);
     struct reset {
       ~reset() { set_constructing(nullptr); }

@@ -19,6 +19,8 @@
 namespace troupe::detail {
 
 class control_block;
+class runtime_core;
+const runtime_core* core_of(const control_block* cb) noexcept;
 
 enum class envelope_action : unsigned char { deliver, drop };
 
@@ -35,9 +37,11 @@ struct envelope_memory {
   void* pool;
 };
 
-/// Memory for an envelope of `size` bytes: from the calling shard's pool when
-/// it fits a block, else from the heap. @threadsafe.
-envelope_memory allocate_envelope(std::size_t size);
+/// Memory for an envelope of `size` bytes bound for an actor of runtime
+/// `to`: from the calling shard's pool when that shard belongs to `to` and
+/// the envelope fits a block, else from the heap (so a pool never lends
+/// memory to a runtime that may outlive it). @threadsafe.
+envelope_memory allocate_envelope(std::size_t size, const runtime_core* to);
 
 /// Returns memory from allocate_envelope that never held an envelope.
 void release_envelope_memory(envelope_memory m) noexcept;
@@ -46,13 +50,14 @@ void release_envelope_memory(envelope_memory m) noexcept;
 /// it came from, batched when that pool belongs to another shard.
 void free_envelope(envelope* e) noexcept;
 
-/// Constructs an envelope of type E in pool or heap memory.
+/// Constructs an envelope of type E, bound for the actor `to`, in pool or
+/// heap memory.
 template <class E, class... Args>
-E* make_envelope(Args&&... args) {
+E* make_envelope(const control_block* to, Args&&... args) {
   static_assert(std::is_base_of_v<envelope, E>);
   static_assert(alignof(E) <= alignof(std::max_align_t),
                 "troupe: messages with alignment above alignof(max_align_t) are not supported");
-  envelope_memory m = allocate_envelope(sizeof(E));
+  envelope_memory m = allocate_envelope(sizeof(E), core_of(to));
   E* e;
   try {
     e = new (m.memory) E(std::forward<Args>(args)...);

@@ -38,6 +38,11 @@ void set_constructing(control_block* cb) noexcept;
 /// Marks a freshly constructed actor alive and runs its on_start.
 void actor_started(control_block* cb);
 
+/// The construct envelope of `cb` was dropped: if the actor never reached a
+/// shard (the runtime was stopping), it is dead now and its life reference
+/// goes. @threadsafe.
+void spawn_refused(control_block* cb) noexcept;
+
 /// The runtime core of the calling shard thread, or nullptr.
 runtime_core* current_core() noexcept;
 
