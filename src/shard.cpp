@@ -264,15 +264,17 @@ bool shard::turn() {
   worked |= take_inbox();
   if (!timers_.empty()) worked |= fire_timers();
   worked |= run_ready();
-  if (any_retry_) {
-    any_retry_ = false;
-    for (shard_id t = 0; t < retry_doorbell_.size(); ++t)
-      if (retry_doorbell_[t]) {
-        retry_doorbell_[t] = 0;
-        ring_doorbell(t);
-      }
-  }
+  if (any_retry_) retry_doorbells();
   return worked;
+}
+
+void shard::retry_doorbells() noexcept {
+  any_retry_ = false;
+  for (shard_id t = 0; t < retry_doorbell_.size(); ++t)
+    if (retry_doorbell_[t]) {
+      retry_doorbell_[t] = 0;
+      ring_doorbell(t);
+    }
 }
 
 void shard::submit() noexcept {
@@ -567,14 +569,7 @@ void shard::shutdown() {
   // Phase 2: reap until nothing we wait for is in flight.
   for (;;) {
     reap();
-    if (any_retry_) {
-      any_retry_ = false;
-      for (shard_id t = 0; t < retry_doorbell_.size(); ++t)
-        if (retry_doorbell_[t]) {
-          retry_doorbell_[t] = 0;
-          ring_doorbell(t);
-        }
-    }
+    if (any_retry_) retry_doorbells();
     if (inflight_ == 0 && !any_retry_) break;
     io_uring_submit_and_wait(ring_.get(), 1);
   }

@@ -124,6 +124,7 @@ class shard {
   void link_live(control_block* cb) noexcept;
   void unlink_live(control_block* cb) noexcept;
   void submit() noexcept;
+  void retry_doorbells() noexcept;  // the doorbells whose failure CQE came back
   void park();
   void shutdown();
   void flush_returns() noexcept;
