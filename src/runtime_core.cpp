@@ -134,8 +134,14 @@ shard_id runtime_core::pick(const placement& where) {
                                     "(0..{}); use a shard below {} or config::shards",
                                     p.shard, n, n == 1 ? "" : "s", n - 1, n));
           return p.shard;
-        } else if constexpr (std::is_same_v<P, round_robin>) {
+        } else if constexpr (std::is_same_v<P, round_robin> || std::is_same_v<P, stealable>) {
           return static_cast<shard_id>(round_robin_.fetch_add(1, std::memory_order_relaxed) % n);
+        } else if constexpr (std::is_same_v<P, stealable_preferred>) {
+          if (p.shard >= n)
+            throw error(fmt::format("troupe: spawn on stealable_preferred{{{}}}, but the runtime has "
+                                    "{} shard{} (0..{}); use a shard below {} or config::shards",
+                                    p.shard, n, n == 1 ? "" : "s", n - 1, n));
+          return p.shard;
         } else {
           // splitmix64 finaliser: spreads FNV's low bits before the modulo.
           std::uint64_t z = p.key + 0x9e3779b97f4a7c15ull;

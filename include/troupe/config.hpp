@@ -37,6 +37,21 @@ enum class foreign_doorbell {
 /// process's affinity mask).
 enum class thread_pinning { cpu, none };
 
+/// Work stealing between shards, for unbound actors (`stealable`,
+/// `stealable_preferred`). Pinned actors never move. doc/placement.md.
+struct work_stealing {
+  /// Off: unbound actors stay on the shard they started on (pure sharding;
+  /// no steals, no steering, no peer wake-ups).
+  bool enabled = true;
+  /// Most actors taken in one steal (never more than half the victim's).
+  unsigned steal_batch = defaults::steal_batch;
+  /// Peers an idle shard looks at before it picks the most loaded one.
+  unsigned victim_probes = defaults::victim_probes;
+  /// Ready unbound actors above which a shard wakes a parked peer, and
+  /// above which steering sends a woken actor elsewhere.
+  unsigned wake_threshold = defaults::wake_threshold;
+};
+
 struct config {
   /// Number of shards; 0 means one per CPU in the process's affinity mask.
   shard_id shards = 0;
@@ -50,6 +65,7 @@ struct config {
   std::chrono::microseconds spin_before_park = defaults::spin_before_park;
   thread_pinning pinning = thread_pinning::cpu;
   foreign_doorbell foreign = foreign_doorbell::automatic;
+  work_stealing stealing;
 
   /// For tests: fault injection on the delivery path.
   struct faults {

@@ -48,6 +48,22 @@ inline constexpr std::size_t envelope_slab = 256;
 /// doc/adr/0001-cross-shard-delivery.md). Follows from the block size.
 inline constexpr std::size_t envelope_return_batch = (envelope_block - 16) / sizeof(void*) + 1;
 
+/// Work stealing (doc/adr/0002-work-stealing.md has the runs behind each).
+///
+/// At most this many ready unbound actors move in one steal (and never more
+/// than half of what the victim has queued).
+inline constexpr unsigned steal_batch = 32;
+
+/// An idle shard looks at this many peers (random start) and steals from
+/// the one with the most ready unbound actors.
+inline constexpr unsigned victim_probes = 2;
+
+/// A shard whose queue of ready unbound actors holds more than this many
+/// wakes one parked peer (msg_ring) so that it can steal; a shard with more
+/// than this many is "busy" for steering, and an unbound actor woken there
+/// by a send goes to the least loaded shard instead.
+inline constexpr unsigned wake_threshold = 4;
+
 /// Default timeout of `ask` (inside actors and from foreign threads): long
 /// enough never to fire on a healthy runtime, short enough that a lost
 /// peer shows up in tests and logs.

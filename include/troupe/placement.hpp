@@ -33,11 +33,23 @@ struct sticky {
   }
 };
 
-// Unbound placements (`stealable`, `stealable_preferred{n}`) join this
-// variant with the work-stealing scheduler.
+/// Unbound: starts on the shard the runtime picks (the one with the fewest
+/// ready unbound actors, round robin among equals) and may move to another
+/// shard between two messages when that shard is idle (work stealing) or
+/// when it is woken on a busy shard (steering). It never runs on two shards
+/// at once, and every sender's messages still arrive in send order. While it
+/// has asks or `every` timers in flight (later: I/O) it stays where it is.
+/// See doc/placement.md.
+struct stealable {};
+
+/// Unbound, starting on shard `shard` (spawning on a shard the runtime does
+/// not have throws troupe::error).
+struct stealable_preferred {
+  shard_id shard;
+};
 
 /// Any placement hint.
-using placement = std::variant<pinned, round_robin, sticky>;
+using placement = std::variant<pinned, round_robin, sticky, stealable, stealable_preferred>;
 
 /// An opt-in bound on an actor's mailbox; `try_send` hands a message back
 /// when the mailbox holds this many. Plain `send` is never refused.

@@ -24,7 +24,15 @@ struct shard_stats {
   std::uint64_t envelopes_live = 0;    // taken from this shard's pool, not yet back
   std::uint64_t pool_slabs = 0;        // slab allocations of this shard's pool
   std::uint64_t cq_overflows = 0;      // turns that found the CQ in overflow
-  std::uint64_t actors_live = 0;
+  std::uint64_t actors_live = 0;       // pinned actors alive on this shard
+  // Work stealing (unbound actors).
+  std::uint64_t steal_attempts = 0;    // idle turns that looked for a victim with work
+  std::uint64_t steals = 0;            // of those, took at least one actor
+  std::uint64_t actors_stolen = 0;     // actors this shard took from others
+  std::uint64_t migrated_in = 0;       // actors moved here (stolen or steered)
+  std::uint64_t migrated_out = 0;      // actors moved away from here
+  std::uint64_t peer_wakeups = 0;      // parked peers woken to steal from this shard
+  std::uint64_t unbound_runs = 0;      // runs of unbound actors on this shard
 };
 
 struct runtime_stats {
@@ -34,6 +42,7 @@ struct runtime_stats {
   std::uint64_t foreign_late_replies = 0;
   std::uint64_t foreign_doorbells = 0;
   std::uint64_t foreign_doorbell_faults_injected = 0;  // config::fault_injection
+  std::uint64_t unbound_actors_live = 0;   // stealable actors alive, on any shard
 
   /// Every envelope sent, from anywhere.
   std::uint64_t sent() const noexcept;
