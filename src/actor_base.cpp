@@ -43,6 +43,13 @@ actor_extras& extras_of(actor_base& a) {
   return *x;
 }
 
+// Asks and periodic timers keep an unbound actor on the shard whose timer
+// heap holds them (scheduler.cpp, "Anchors"). Only the runner writes.
+void anchor(control_block* cb, int delta) noexcept {
+  cb->anchors_.store(cb->anchors_.load(std::memory_order_relaxed) + delta,
+                     std::memory_order_relaxed);
+}
+
 any_ref ref_to(control_block* cb) noexcept {
   cb->add_ref();
   return any_ref(cb);
@@ -61,6 +68,7 @@ struct ask_timeout_envelope final : envelope {
     if (it == x->asks.end()) return;  // the reply won the race
     std::unique_ptr<pending_ask> p(it->second);
     x->asks.erase(it);
+    anchor(cb, -1);
     p->fail(make_error_code(errc::timeout));
   }
 };
@@ -126,6 +134,7 @@ std::uint64_t register_ask(actor_base* owner, pending_ask* p, std::chrono::nanos
   p->deadline_ns = now_ns() + timeout.count();
   x.asks.emplace(p->id, p);
   arm_timer(p);
+  anchor(actor_access::cb(*owner), +1);
   return p->id;
 }
 
@@ -139,6 +148,7 @@ void complete_ask(actor_base* a, std::uint64_t id, void* result) {
   std::unique_ptr<pending_ask> p(it->second);
   x->asks.erase(it);
   disarm_timer(p.get());
+  anchor(actor_access::cb(*a), -1);
   p->complete(result);
 }
 
@@ -167,6 +177,7 @@ timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick
   arm_timer(t.get());
   timer_id id = t->id;
   x.timers.emplace(id, std::move(t));
+  anchor(actor_access::cb(*owner), +1);
   return id;
 }
 
@@ -186,6 +197,7 @@ void destroy_extras(actor_base& a, control_block* cb, const exit_info& why) noex
     delete p;  // its continuation never runs
   }
   for (auto& [id, t] : x->timers) disarm_timer(t.get());
+  cb->anchors_.store(0, std::memory_order_relaxed);
   delete x;
 }
 
@@ -211,6 +223,7 @@ void actor_base::cancel(timer_id id) noexcept {
   if (it == extras_->timers.end()) return;
   detail::disarm_timer(it->second.get());
   extras_->timers.erase(it);
+  detail::anchor(cb_, -1);
 }
 
 }  // namespace troupe

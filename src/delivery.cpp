@@ -85,6 +85,8 @@ bool try_post(control_block* target, envelope* e) noexcept {
 control_block* new_control_block(runtime_core* core, const placement& where,
                                  const actor_type* type, std::uint32_t capacity) {
   shard_id s = core->pick(where);
+  if (std::holds_alternative<stealable>(where) || std::holds_alternative<stealable_preferred>(where))
+    s |= control_block::unbound_bit;
   auto* cb = new control_block(core, next_actor_id.fetch_add(1, std::memory_order_relaxed), s,
                                type, capacity);
   core->add_ref();

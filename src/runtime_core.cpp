@@ -54,6 +54,9 @@ runtime_core::runtime_core(runtime& owner, const config& cfg) : cfg_(cfg), owner
   if (cfg_.message_budget == 0) throw error("troupe: config::message_budget must be at least 1");
   if (cfg_.sq_entries == 0 || cfg_.cq_entries < cfg_.sq_entries)
     throw error("troupe: config needs sq_entries > 0 and cq_entries >= sq_entries");
+  if (cfg_.stealing.steal_batch == 0 || cfg_.stealing.victim_probes == 0)
+    throw error("troupe: config::stealing needs steal_batch and victim_probes of at least 1");
+  stealing_ = cfg_.stealing.enabled && cfg_.shards > 1;
   shards_.reserve(cfg_.shards);
   for (shard_id s = 0; s < cfg_.shards; ++s) shards_.push_back(std::make_unique<shard>(*this, s));
 }
@@ -134,8 +137,12 @@ shard_id runtime_core::pick(const placement& where) {
                                     "(0..{}); use a shard below {} or config::shards",
                                     p.shard, n, n == 1 ? "" : "s", n - 1, n));
           return p.shard;
-        } else if constexpr (std::is_same_v<P, round_robin> || std::is_same_v<P, stealable>) {
+        } else if constexpr (std::is_same_v<P, round_robin>) {
           return static_cast<shard_id>(round_robin_.fetch_add(1, std::memory_order_relaxed) % n);
+        } else if constexpr (std::is_same_v<P, stealable>) {
+          // Round robin, unless that shard is busy: then the least loaded.
+          shard_id next = static_cast<shard_id>(round_robin_.fetch_add(1, std::memory_order_relaxed) % n);
+          return stealing_ ? steer(next) : next;
         } else if constexpr (std::is_same_v<P, stealable_preferred>) {
           if (p.shard >= n)
             throw error(fmt::format("troupe: spawn on stealable_preferred{{{}}}, but the runtime has "
@@ -165,7 +172,7 @@ void runtime_core::post_foreign(control_block* cb, envelope* e, bool depth_reser
   if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
       cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
     cb->add_ref();
-    shard& target = *shards_[cb->shard()];
+    shard& target = *shards_[cb->unbound() ? place_unbound(cb) : cb->shard()];
     if (target.push_inbox(cb)) foreign_doorbell(target);
   }
   foreign_in_flight_.fetch_sub(1, std::memory_order_seq_cst);
@@ -284,6 +291,7 @@ void runtime_core::fill_stats(runtime_stats& s) const {
   s.foreign_late_replies = foreign_late_replies.load(std::memory_order_relaxed);
   s.foreign_doorbells = foreign_doorbells_.load(std::memory_order_relaxed);
   s.foreign_doorbell_faults_injected = foreign_faults_.load(std::memory_order_relaxed);
+  s.unbound_actors_live = unbound_live_.load(std::memory_order_relaxed);
 }
 
 }  // namespace troupe::detail

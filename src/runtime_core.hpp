@@ -53,6 +53,18 @@ class runtime_core {
 
   void fill_stats(runtime_stats& s) const;
 
+  // Unbound actors (scheduler.cpp).
+  bool stealing() const noexcept { return stealing_; }
+  /// Where a woken idle unbound actor goes (its token is the caller's); sets
+  /// its shard. Any thread.
+  shard_id place_unbound(control_block* cb) noexcept;
+  /// The least loaded shard if `home` has more than wake_threshold ready.
+  shard_id steer(shard_id home) const noexcept;
+  void migrate(control_block* cb, shard_id from, shard_id to) noexcept;
+  void link_unbound(actor_base& a);
+  void unlink_unbound(actor_base& a) noexcept;
+  control_block* first_unbound() noexcept;
+
   /// The shards' shutdown phases meet here.
   void shutdown_barrier() { shutdown_barrier_->arrive_and_wait(); }
 
@@ -80,6 +92,11 @@ class runtime_core {
   std::atomic<std::uint64_t> foreign_doorbells_{0};
   std::atomic<std::uint64_t> foreign_faults_{0};
   std::atomic<std::uint64_t> foreign_doorbell_count_{0};
+
+  bool stealing_ = false;
+  std::mutex unbound_mutex_;  // live unbound actors: taken at start and death only
+  actor_base* unbound_head_ = nullptr;
+  std::atomic<std::uint64_t> unbound_live_{0};
 
   bool registered_doorbell_ = false;
   std::mutex alien_mutex_;  // foreign side only

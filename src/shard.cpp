@@ -63,7 +63,10 @@ std::int64_t now_ns() noexcept {
 }
 
 shard::shard(runtime_core& core, shard_id id)
-    : core_(core), id_(id), returns_(core.cfg().shards, nullptr), retry_doorbell_(core.cfg().shards, 0) {}
+    : core_(core), id_(id), returns_(core.cfg().shards, nullptr), retry_doorbell_(core.cfg().shards, 0),
+      stealing_(core.cfg().stealing.enabled && core.cfg().shards > 1),
+      steal_every_turn_(core.cfg().fault_injection.steal_every_turn),
+      rng_(0x9e3779b97f4a7c15ull * (id + 1)) {}
 
 shard::~shard() = default;
 
@@ -99,7 +102,8 @@ bool shard::claim_doorbell() noexcept {
 
 void shard::post(control_block* cb, envelope* e, bool depth_reserved) noexcept {
   if (cb->capacity_ != 0 && !depth_reserved) cb->depth_.fetch_add(1, std::memory_order_relaxed);
-  if (cb->shard_.load(std::memory_order_relaxed) == id_) {
+  const shard_id where = cb->shard_.load(std::memory_order_relaxed);
+  if (where == id_) {  // pinned here; never true for an unbound actor
     ++sends_local_;
     if (cb->life_.load(std::memory_order_relaxed) == life::dead) return dead_letter(cb, e);
     if (!cb->mailbox_empty()) {
@@ -130,8 +134,8 @@ void shard::post(control_block* cb, envelope* e, bool depth_reserved) noexcept {
   if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
       cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
     cb->add_ref();
-    shard_id target = cb->shard();
-    if (core_.at(target).push_inbox(cb)) ring_doorbell(target);
+    if (where & control_block::unbound_bit) return schedule_unbound(cb);
+    if (core_.at(where).push_inbox(cb)) ring_doorbell(where);
   }
 }
 
@@ -221,6 +225,7 @@ void shard::run() {
   for (;;) {
     bool worked = turn();
     if (core_.stop_requested()) break;
+    if (steal_every_turn_ && worked) steal();
     if (worked) {
       // With nothing left to run, the next turn is likely idle and about to
       // park: let the park's one io_uring_enter submit the doorbells this
@@ -237,6 +242,11 @@ void shard::run() {
       continue;
     }
     deferred_submit_ = false;
+    if (steal()) {
+      idle_since = 0;
+      idle_polls = 0;
+      continue;
+    }
     if (spin_ns > 0) {
       // The clock is read once per 64 idle polls: on this VM a vDSO
       // clock_gettime costs more than a whole poll (pingpong_cross_shard).
@@ -325,6 +335,10 @@ bool shard::take_inbox() noexcept {
     if (n == nullptr) return any || busy;
     any = true;
     control_block* cb = from_inbox_hook(n);
+    if (cb->unbound()) {
+      enqueue_unbound(cb);  // the token moves here, flag and reference with it
+      continue;
+    }
     cb->remote_scheduled_.store(0, std::memory_order_seq_cst);
     if (cb->dead()) {
       // A dead actor in the ready queue holds a reference: hand it ours, or
@@ -357,8 +371,12 @@ bool shard::run_ready() {
   // ready on this shard, up to `extra` more runs: a same-shard exchange does
   // not pay a whole turn (reap, inbox, submit) per message, and the inbox
   // and the CQ still get their turn after a bounded step.
+  // Then the unbound actors that were in the steal deque at that point
+  // (those pushed back meanwhile wait for the next step, where stealers
+  // can still reach them).
   std::size_t n = ready_.size();
-  if (n == 0) return false;
+  std::size_t unbound = own_.size();
+  if (n == 0 && unbound == 0) return false;
   std::size_t runs = 0;
   const std::size_t limit = n + 64;
   while (runs < limit) {
@@ -367,7 +385,17 @@ bool shard::run_ready() {
     run_actor(cb);
     ++runs;
   }
+  for (; unbound > 0; --unbound) {
+    control_block* cb = own_.pop();
+    if (cb == nullptr) break;  // stolen meanwhile
+    run_actor(cb);
+  }
   return true;
+}
+
+void shard::requeue(control_block* cb) noexcept {
+  if (cb->unbound()) enqueue_unbound(cb);
+  else ready_.push(cb);  // still local_scheduled_
 }
 
 envelope* shard::pop_local(control_block* cb) noexcept {
@@ -401,6 +429,7 @@ void shard::run_actor(control_block* cb) {
   }
   unsigned budget = cfg().message_budget;
   bool busy = false;
+  if (cb->unbound()) ++unbound_runs_;
   while (budget > 0) {
     envelope* e = pop_local(cb);
     if (e == nullptr) {
@@ -420,7 +449,9 @@ void shard::run_actor(control_block* cb) {
     }
   }
   if (busy || cb->local_head_ != nullptr || !cb->mailbox_empty()) {
-    ready_.push(cb);  // still local_scheduled_
+    requeue(cb);
+  } else if (cb->unbound()) {
+    finish_unbound_run(cb);
   } else {
     cb->local_scheduled_ = false;
   }
@@ -452,7 +483,8 @@ void shard::deliver(control_block* cb, envelope* e) {
 
 void shard::actor_started(control_block* cb) {
   cb->life_.store(life::alive, std::memory_order_release);
-  link_live(cb);
+  if (cb->unbound()) core_.link_unbound(*cb->actor_);
+  else link_live(cb);
   actor_access::start(*cb->actor_);  // on_start; a throw fails the actor
 }
 
@@ -483,6 +515,18 @@ void shard::kill(control_block* cb, exit_info* why, bool run_on_stop) {
     delete a;
     cb->actor_ = nullptr;
   }
+  if (cb->unbound()) {
+    // The runner holds the token and drains next; a shutdown kill may not:
+    // then it takes the token if it is free, or leaves the draining to the
+    // shard whose queue holds it.
+    if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
+        cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
+      cb->add_ref();
+      ready_.push(cb);
+    }
+    cb->release();  // the life reference
+    return;
+  }
   // The life reference now belongs to the ready-queue entry.
   if (!cb->local_scheduled_) {
     cb->local_scheduled_ = true;
@@ -498,6 +542,7 @@ void shard::drain_dead(control_block* cb) {
     ready_.push(cb);  // a sender is still linking its message; keep our reference
     return;
   }
+  if (cb->unbound()) return finish_unbound_run(cb);
   cb->local_scheduled_ = false;
   cb->release();
 }
@@ -514,6 +559,7 @@ void shard::link_live(control_block* cb) noexcept {
 void shard::unlink_live(control_block* cb) noexcept {
   if (cb->actor_ == nullptr) return;  // never constructed
   actor_base& a = *cb->actor_;
+  if (cb->unbound()) return core_.unlink_unbound(a);
   actor_base* prev = actor_access::live_prev(a);
   actor_base* next = actor_access::live_next(a);
   if (prev == nullptr && live_head_ != &a) return;  // never started
@@ -539,7 +585,8 @@ void shard::count_unhandled(control_block* cb, std::string_view type) noexcept {
 void shard::park() {
   flush_returns();
   park_.store(park_state::parked, std::memory_order_seq_cst);
-  if (!inbox_.empty() || core_.stop_requested() || !ready_.empty()) {
+  if (!inbox_.empty() || core_.stop_requested() || !ready_.empty() || !own_.empty() ||
+      peers_have_work()) {
     park_.store(park_state::running, std::memory_order_seq_cst);
     submit();  // what the last turns prepared must not wait any longer
     return;
@@ -562,8 +609,14 @@ void shard::park() {
 void shard::shutdown() {
   draining_ = true;
   core_.wait_foreign_sends();
+  // Phase 0: no handler runs anywhere any more, so an unbound actor is idle
+  // or queued somewhere, never running.
+  core_.shutdown_barrier();
   // Phase 1: on_stop of every live actor; sends after that are dead letters.
+  // Shard 0 stops the unbound ones.
   while (live_head_ != nullptr) kill(actor_access::cb(*live_head_), nullptr, true);
+  if (id_ == 0)
+    while (control_block* cb = core_.first_unbound()) kill(cb, nullptr, true);
   submit();
   core_.shutdown_barrier();
   // Phase 2: reap until nothing we wait for is in flight.
@@ -583,6 +636,10 @@ void shard::shutdown() {
   for (;;) {
     bool any = take_inbox();
     while (control_block* cb = ready_.pop()) {
+      any = true;
+      run_actor(cb);
+    }
+    while (control_block* cb = own_.pop()) {
       any = true;
       run_actor(cb);
     }
@@ -611,6 +668,13 @@ void shard::fill_stats(shard_stats& s) const {
   s.pool_slabs = pool_.slabs();
   s.cq_overflows = cq_overflows_.get();
   s.actors_live = actors_live_.get();
+  s.steal_attempts = steal_attempts_.get();
+  s.steals = steals_.get();
+  s.actors_stolen = actors_stolen_.get();
+  s.migrated_in = migrated_in_.load(std::memory_order_relaxed);
+  s.migrated_out = migrated_out_.load(std::memory_order_relaxed);
+  s.peer_wakeups = peer_wakeups_.get();
+  s.unbound_runs = unbound_runs_.get();
 }
 
 }  // namespace troupe::detail

@@ -4,6 +4,7 @@
 
 #include "envelope_pool.hpp"
 #include "ring.hpp"
+#include "steal_deque.hpp"
 #include "timer_heap.hpp"
 
 #include <troupe/actor_base.hpp>
@@ -89,6 +90,9 @@ class shard {
   bool claim_doorbell() noexcept;
   void fill_stats(shard_stats& s) const;
   ring_setup setup() const noexcept { return setup_.load(std::memory_order_acquire); }
+  /// Ready unbound actors others may steal (a hint).
+  std::size_t backlog() const noexcept { return stealer_.size(); }
+  steal_deque::stealer& deque_stealer() noexcept { return stealer_; }
 
   // --- this shard's thread only --------------------------------------------
   /// `depth_reserved`: try_post already counted it against the capacity.
@@ -105,6 +109,8 @@ class shard {
   void actor_started(control_block* cb);
   void count_late_reply() noexcept { ++late_replies_; }
   void count_unhandled(control_block* cb, std::string_view type) noexcept;
+  /// This shard won the token of an unbound actor (scheduler.cpp).
+  void schedule_unbound(control_block* cb) noexcept;
   const config& cfg() const noexcept;
 
  private:
@@ -128,6 +134,14 @@ class shard {
   void park();
   void shutdown();
   void flush_returns() noexcept;
+  void requeue(control_block* cb) noexcept;
+
+  // Unbound actors (scheduler.cpp).
+  void enqueue_unbound(control_block* cb) noexcept;
+  void finish_unbound_run(control_block* cb) noexcept;
+  bool steal() noexcept;
+  void wake_peer() noexcept;
+  bool peers_have_work() const noexcept;
 
   runtime_core& core_;
   const shard_id id_;
@@ -145,13 +159,24 @@ class shard {
   unsigned inflight_ = 0;  // SQEs that will produce a CQE we wait for
   bool draining_ = false;  // shutdown: no handler runs any more
   bool deferred_submit_ = false;  // the last worked turn left its SQEs to the next
+  const bool stealing_;           // config::stealing.enabled, and more than one shard
+  const bool steal_every_turn_;   // config::fault_injection
+  std::uint64_t rng_;             // victim choice (xorshift)
+  steal_deque deque_;
+  steal_deque::owner own_{deque_};
+  steal_deque::stealer stealer_{deque_};
 
   alignas(64) std::atomic<park_state> park_{park_state::running};
   alignas(64) basic_mpsc_queue<64> inbox_;
 
   alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
       doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,
-      mailbox_high_water_, cq_overflows_, actors_live_;
+      mailbox_high_water_, cq_overflows_, actors_live_, steal_attempts_, steals_, actors_stolen_,
+      peer_wakeups_, unbound_runs_;
+  // Written by thieves and steering senders too.
+  alignas(64) std::atomic<std::uint64_t> migrated_in_{0}, migrated_out_{0};
+
+  friend class runtime_core;
 };
 
 /// Envelopes on the heap (too big for a pool block, or sent by a foreign

@@ -73,6 +73,9 @@ struct config {
     /// (-EOVERFLOW and -ENOMEM alternately) and must be retried. 0: never;
     /// 1 would fail every retry too, so it counts as 2.
     unsigned fail_every_kth_doorbell = 0;
+    /// A shard steals on every turn, not only when idle, so that unbound
+    /// actors move between shards as often as they can.
+    bool steal_every_turn = false;
   } fault_injection;
 };
 

@@ -9,6 +9,7 @@
 //   on its shard's inbox; the shard clears it when it takes the actor off;
 // - `refs_` counts refs, plus one "life" reference held while the actor can
 //   still receive, plus one per inbox entry.
+// Unbound (stealable) actors differ; src/scheduler.cpp has their rules.
 #pragma once
 
 #include <troupe/detail/envelope.hpp>
@@ -57,7 +58,18 @@ class control_block {
   std::uint64_t id() const noexcept { return id_; }
   runtime_core* core() const noexcept { return core_; }
   const actor_type* type() const noexcept { return type_; }
-  shard_id shard() const noexcept { return shard_.load(std::memory_order_acquire); }
+  /// Unbound actors carry this bit in `shard_`, so that the pinned local
+  /// fast path (`shard_ == this shard`) never matches them, at no cost.
+  static constexpr shard_id unbound_bit = shard_id{1} << 31;
+
+  /// The shard the actor lives on; for an unbound actor, the one it last
+  /// ran on or is queued on.
+  shard_id shard() const noexcept {
+    return shard_.load(std::memory_order_acquire) & ~unbound_bit;
+  }
+  bool unbound() const noexcept {
+    return (shard_.load(std::memory_order_relaxed) & unbound_bit) != 0;
+  }
 
   bool dead() const noexcept { return life_.load(std::memory_order_acquire) == life::dead; }
 
@@ -104,6 +116,9 @@ class control_block {
   std::atomic<std::uint32_t> depth_{0};  // maintained only when capacity_ != 0
   std::uint32_t local_count_ = 0;        // envelopes in the local FIFO
   bool local_scheduled_ = false;
+  // Asks and periodic timers in flight (later: I/O): an unbound actor with
+  // any stays on its shard. Written by the actor's runner.
+  std::atomic<std::uint32_t> anchors_{0};
 
  private:
   static void destroy(control_block* cb) noexcept;
