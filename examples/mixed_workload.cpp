@@ -16,9 +16,9 @@
 // shard or a request went unanswered.
 //
 // Run it with `--no-steal` for the same load without work stealing: shard 0
-// runs every worker alone (on the 2-vCPU development VM: ~2 s instead of
-// ~1 s, p99 ~17 ms instead of ~2 ms). The checksums stay the same: where a
-// worker ran never changes what it computed.
+// alone cannot keep up and its backlog grows (on the 2-vCPU development VM:
+// ~2 s instead of ~1 s, p99 tens to hundreds of ms instead of ~2 ms). The
+// checksums stay the same: where a worker ran never changes what it computed.
 #include <troupe/troupe.hpp>
 
 #include <fmt/format.h>
