@@ -28,6 +28,8 @@
 // simpler flags when io_uring_setup answers -EINVAL.
 #pragma once
 
+#include <cstdint>
+
 namespace bench::peers {
 
 // Resident set size of this process in bytes (/proc/self/statm resident * page size).
@@ -101,5 +103,37 @@ struct spawn_figures {
 // (else repetitions after the first reuse freed memory and under-report RSS);
 // the rate therefore includes first-touch page faults.
 spawn_figures caf_spawn(long count, int threads);
+
+// --- skewed_work: makespan in ms -----------------------------------------------
+
+// The CPU burn of one work item: `rounds` chained splitmix64 steps from `x`.
+// Each step depends on the one before (no vectorising, no closed form), so
+// the time is linear in `rounds`. Shared by every skewed_work implementation.
+inline std::uint64_t burn(std::uint64_t x, std::uint32_t rounds) noexcept {
+  for (std::uint32_t i = 0; i < rounds; ++i) {
+    std::uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    x = z ^ (z >> 31);
+  }
+  return x;
+}
+
+// Item `k` of actor `actor`, folded into that actor's checksum `acc` (the
+// fold is order-dependent: items must run in order, 0 first). The run's
+// checksum is the wrapping sum of the actors' checksums, so it does not
+// depend on the order in which actors finish.
+inline std::uint64_t skewed_item(std::uint64_t acc, std::uint64_t actor, std::uint64_t k,
+                                 std::uint32_t rounds) noexcept {
+  return burn(acc ^ (actor << 32 | k), rounds);
+}
+
+// `actors` event-based actors, spawned from main; each gets one start
+// message carrying `items` and then runs its items as a chain of self-sends
+// (one skewed_item per message), then adds its checksum to a shared atomic
+// and counts down.  Makespan in ms from the first start message to the last
+// actor done; the checksum must equal `expected` (else bench::fail).
+double caf_skewed_work(long actors, long items, std::uint32_t rounds, int threads,
+                       std::uint64_t expected);
 
 }  // namespace bench::peers

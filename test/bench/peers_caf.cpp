@@ -32,6 +32,7 @@ using msg_atom = caf::atom_constant<caf::atom("msg")>;
 using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using more_atom = caf::atom_constant<caf::atom("more")>;
 using count_atom = caf::atom_constant<caf::atom("count")>;
+using work_atom = caf::atom_constant<caf::atom("work")>;
 
 constexpr auto kTimeLimit = std::chrono::seconds(60);
 constexpr int kReceivers = 64;
@@ -172,6 +173,50 @@ caf::behavior idle_actor(caf::event_based_actor*, std::atomic<long>* initialised
   };
 }
 
+// --- skewed work -----------------------------------------------------------------
+
+struct skewed_shared {
+  std::atomic<long> initialised{0};
+  std::atomic<long> actors_left{0};
+  std::atomic<std::uint64_t> checksum{0};  // wrapping sum of the actors' checksums
+  clock::time_point t1;                    // written by the last actor before `finished`
+  completion finished;
+};
+
+struct skewed_state {
+  int64_t items = 0;
+  std::uint64_t acc = 0;
+};
+
+caf::behavior skewed_actor(caf::stateful_actor<skewed_state>* self, int64_t id, std::uint32_t rounds,
+                           skewed_shared* sh) {
+  sh->initialised.fetch_add(1, std::memory_order_relaxed);
+  auto finish = [self, sh] {
+    sh->checksum.fetch_add(self->state.acc, std::memory_order_relaxed);
+    if (sh->actors_left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      sh->t1 = clock::now();
+      sh->finished.signal();
+    }
+  };
+  return {
+      [=](start_atom, int64_t items) {
+        self->state.items = items;
+        if (items > 0)
+          self->send(self, work_atom::value, items);
+        else
+          finish();
+      },
+      [=](work_atom, int64_t left) {
+        auto& s = self->state;
+        s.acc = skewed_item(s.acc, std::uint64_t(id), std::uint64_t(s.items - left), rounds);
+        if (left > 1)
+          self->send(self, work_atom::value, left - 1);
+        else
+          finish();
+      },
+  };
+}
+
 }  // namespace
 
 double caf_pingpong(long n, int threads, bool detached) {
@@ -273,6 +318,30 @@ spawn_figures caf_spawn(long count, int threads) {
   actors.clear();
   actors.shrink_to_fit();
   return {double(count) / (ns * 1e-9), double(rss1 - rss0) / double(count)};
+}
+
+double caf_skewed_work(long actors, long items, std::uint32_t rounds, int threads, std::uint64_t expected) {
+  check(actors > 0 && items >= 0, "actors must be positive, items not negative");
+  const std::string what = "caf_skewed_work";
+  watchdog w(what);
+  skewed_shared sh;  // outlives the actor system and so every actor
+  sh.actors_left.store(actors);
+  config cfg(threads);
+  caf::actor_system sys{cfg};
+  std::vector<caf::actor> as;
+  as.reserve(size_t(actors));
+  for (long i = 0; i < actors; ++i) as.push_back(sys.spawn(skewed_actor, int64_t(i), rounds, &sh));
+  // Every actor has run its initialisation before the clock starts.
+  while (sh.initialised.load(std::memory_order_acquire) < actors) std::this_thread::yield();
+  caf::scoped_actor self{sys};
+  auto t0 = clock::now();
+  for (auto& a : as) self->send(a, start_atom::value, int64_t(items));
+  check(sh.finished.wait_for(kTimeLimit), what + ": timed out");
+  check(sh.actors_left.load() == 0, what + ": an actor finished twice");
+  check(sh.checksum.load() == expected,
+        what + ": checksum mismatch (a work item was lost, repeated or reordered)");
+  for (auto& a : as) self->send_exit(a, caf::exit_reason::user_shutdown);
+  return std::chrono::duration<double, std::milli>(sh.t1 - t0).count();
 }
 
 }  // namespace bench::peers
