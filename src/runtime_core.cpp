@@ -172,8 +172,13 @@ void runtime_core::post_foreign(control_block* cb, envelope* e, bool depth_reser
   if (cb->remote_scheduled_.load(std::memory_order_seq_cst) == 0 &&
       cb->remote_scheduled_.exchange(1, std::memory_order_seq_cst) == 0) {
     cb->add_ref();
-    shard& target = *shards_[cb->unbound() ? place_unbound(cb) : cb->shard()];
-    if (target.push_inbox(cb)) foreign_doorbell(target);
+    if (cb->unbound()) {
+      shard& target = *shards_[place_unbound(cb)];
+      if (target.push_unbound_inbox(cb)) foreign_doorbell(target);
+    } else {
+      shard& target = *shards_[cb->shard()];
+      if (target.push_inbox(cb)) foreign_doorbell(target);
+    }
   }
   foreign_in_flight_.fetch_sub(1, std::memory_order_seq_cst);
 }

@@ -73,11 +73,11 @@ void runtime_core::migrate(control_block* cb, shard_id from, shard_id to) noexce
 
 shard_id runtime_core::steer(shard_id home) const noexcept {
   const std::size_t threshold = cfg_.stealing.wake_threshold;
-  std::size_t best_load = shards_[home]->backlog();
+  std::size_t best_load = shards_[home]->load();
   if (best_load <= threshold) return home;
   shard_id best = home;
   for (shard_id s = 0; s < size(); ++s) {
-    std::size_t l = shards_[s]->backlog();
+    std::size_t l = shards_[s]->load();
     if (l < best_load) {
       best = s;
       best_load = l;
@@ -97,7 +97,7 @@ shard_id runtime_core::place_unbound(control_block* cb) noexcept {
 void shard::schedule_unbound(control_block* cb) noexcept {
   shard_id target = core_.place_unbound(cb);
   if (target == id_) return enqueue_unbound(cb);
-  if (core_.at(target).push_inbox(cb)) ring_doorbell(target);
+  if (core_.at(target).push_unbound_inbox(cb)) ring_doorbell(target);
 }
 
 // ---------------------------------------------------------------------------
@@ -123,6 +123,9 @@ void shard::wake_peer() noexcept {
     if (peer.claim_doorbell()) {
       ++peer_wakeups_;
       ring_doorbell(peer.id());
+      // Now, not at the end of this turn: the turn may run for long (that
+      // backlog is why we wake the peer), and the peer should steal meanwhile.
+      submit();
       return;
     }
   }

@@ -269,6 +269,11 @@ void shard::run() {
   tl_shard = nullptr;
 }
 
+namespace {
+constexpr std::int64_t max_submit_delay_ns =
+    std::chrono::duration_cast<std::chrono::nanoseconds>(defaults::max_submit_delay).count();
+}  // namespace
+
 bool shard::turn() {
   bool worked = reap();
   worked |= take_inbox();
@@ -336,6 +341,7 @@ bool shard::take_inbox() noexcept {
     any = true;
     control_block* cb = from_inbox_hook(n);
     if (cb->unbound()) {
+      incoming_unbound_.fetch_sub(1, std::memory_order_relaxed);
       enqueue_unbound(cb);  // the token moves here, flag and reference with it
       continue;
     }
@@ -379,18 +385,35 @@ bool shard::run_ready() {
   if (n == 0 && unbound == 0) return false;
   std::size_t runs = 0;
   const std::size_t limit = n + 64;
+  std::int64_t pending_since = 0;
   while (runs < limit) {
     control_block* cb = ready_.pop();
     if (cb == nullptr) break;
     run_actor(cb);
     ++runs;
+    submit_if_late(pending_since);
   }
   for (; unbound > 0; --unbound) {
     control_block* cb = own_.pop();
     if (cb == nullptr) break;  // stolen meanwhile
     run_actor(cb);
+    submit_if_late(pending_since);
   }
   return true;
+}
+
+void shard::submit_if_late(std::int64_t& pending_since) noexcept {
+  // SQEs (doorbells) wait for the end of the turn so that a short turn
+  // followed by a park submits them in the park's one enter; a long step
+  // must not hold them back: a parked peer would sleep through it.
+  if (io_uring_sq_ready(ring_.get()) == 0) return;
+  std::int64_t now = now_ns();
+  if (pending_since == 0) {
+    pending_since = now;
+  } else if (now - pending_since >= max_submit_delay_ns) {
+    submit();
+    pending_since = 0;
+  }
 }
 
 void shard::requeue(control_block* cb) noexcept {

@@ -92,6 +92,15 @@ class shard {
   ring_setup setup() const noexcept { return setup_.load(std::memory_order_acquire); }
   /// Ready unbound actors others may steal (a hint).
   std::size_t backlog() const noexcept { return stealer_.size(); }
+  /// Ready unbound actors here or on their way here (steering's measure).
+  std::size_t load() const noexcept {
+    return backlog() + incoming_unbound_.load(std::memory_order_relaxed);
+  }
+  /// push_inbox for an unbound actor's token: counted in load().
+  bool push_unbound_inbox(control_block* cb) noexcept {
+    incoming_unbound_.fetch_add(1, std::memory_order_relaxed);
+    return push_inbox(cb);
+  }
   steal_deque::stealer& deque_stealer() noexcept { return stealer_; }
 
   // --- this shard's thread only --------------------------------------------
@@ -135,6 +144,7 @@ class shard {
   void shutdown();
   void flush_returns() noexcept;
   void requeue(control_block* cb) noexcept;
+  void submit_if_late(std::int64_t& pending_since) noexcept;
 
   // Unbound actors (scheduler.cpp).
   void enqueue_unbound(control_block* cb) noexcept;
@@ -175,6 +185,7 @@ class shard {
       peer_wakeups_, unbound_runs_;
   // Written by thieves and steering senders too.
   alignas(64) std::atomic<std::uint64_t> migrated_in_{0}, migrated_out_{0};
+  std::atomic<std::size_t> incoming_unbound_{0};  // unbound tokens on the inbox
 
   friend class runtime_core;
 };

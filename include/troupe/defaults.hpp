@@ -33,6 +33,14 @@ inline constexpr unsigned message_budget = 64;
 /// sleeps. Tests use 0.
 inline constexpr std::chrono::microseconds spin_before_park{50};
 
+/// SQEs a shard prepared (doorbells to parked shards) wait at most about
+/// this long, plus one actor's run, before they are submitted. They wait at
+/// all so that a short turn followed by a park submits them in the park's
+/// enter (2 syscalls per parked ping-pong round trip, not 3); a long step of
+/// many ready actors submits them on the way (skewed_work: a peer woken to
+/// steal slept through a 1.5 s step before this).
+inline constexpr std::chrono::microseconds max_submit_delay{20};
+
 /// Envelope block size in a shard pool. A 64-byte payload plus the envelope
 /// header and an ask's reply address fit (test/allocations.cpp: 0 heap
 /// allocations per 64-byte message in steady state); bigger messages use
