@@ -142,7 +142,7 @@ shard_id runtime_core::pick(const placement& where) {
         } else if constexpr (std::is_same_v<P, stealable>) {
           // Round robin, unless that shard is busy: then the least loaded.
           shard_id next = static_cast<shard_id>(round_robin_.fetch_add(1, std::memory_order_relaxed) % n);
-          return stealing_ ? steer(next) : next;
+          return stealing_ && cfg_.stealing.steer ? steer(next) : next;
         } else if constexpr (std::is_same_v<P, stealable_preferred>) {
           if (p.shard >= n)
             throw error(fmt::format("troupe: spawn on stealable_preferred{{{}}}, but the runtime has "

@@ -88,7 +88,8 @@ shard_id runtime_core::steer(shard_id home) const noexcept {
 
 shard_id runtime_core::place_unbound(control_block* cb) noexcept {
   shard_id home = cb->shard();
-  if (!stealing_ || cb->anchors_.load(std::memory_order_relaxed) != 0) return home;
+  if (!stealing_ || !cfg_.stealing.steer || cb->anchors_.load(std::memory_order_relaxed) != 0)
+    return home;
   shard_id target = steer(home);
   if (target != home) migrate(cb, home, target);
   return target;

@@ -115,6 +115,15 @@ BOOST_AUTO_TEST_CASE(the_other_snippets_run) {
     // Full: the message is handed back in *refused; retry later or drop it.
   }
   // [end]
+  // [placements]
+  auto feed   = rt.spawn<snippets::counter>(troupe::pinned{0});               // shard 0, always
+  auto book   = rt.spawn<snippets::counter>(troupe::sticky{"EURUSD"});        // one shard per key
+  auto pricer = rt.spawn<snippets::counter>(troupe::stealable{});             // where CPUs are idle
+  auto batch  = rt.spawn<snippets::counter>(troupe::stealable_preferred{1});  // starts on 1, may move
+  // [end]
+  for (auto* a : {&feed, &book, &pricer, &batch}) a->send(snippets::add{1});
+  BOOST_TEST(rt.ask(pricer, snippets::get{}).get() == 1);
+  BOOST_TEST(rt.ask(batch, snippets::get{}).get() == 1);
   rt.stop();
   troupe_test::check_quiescent(rt.stats());
 }

@@ -50,6 +50,10 @@ struct work_stealing {
   /// Ready unbound actors above which a shard wakes a parked peer, and
   /// above which steering sends a woken actor elsewhere.
   unsigned wake_threshold = defaults::wake_threshold;
+  /// Submission-time steering: a send (or a `stealable` spawn) that wakes an
+  /// idle unbound actor on a shard with more than wake_threshold ready puts
+  /// it on the least loaded shard instead. Off: only idle shards move work.
+  bool steer = true;
 };
 
 struct config {

@@ -33,7 +33,7 @@ namespace bench {
 struct options {
   bool quick = false;
   int repetitions = 5;
-  std::string only;  // run only impls whose name contains this (empty: all)
+  std::string only;  // run only impls whose name contains this (empty: all; "=x": exactly x)
 };
 
 inline options parse(int argc, char** argv) {
@@ -91,7 +91,8 @@ inline void run_interleaved(const options& o, std::string_view bench, std::strin
   std::vector<std::vector<double>> figures(cs.size());
   for (int r = 0; r < o.repetitions; ++r)
     for (std::size_t i = 0; i < cs.size(); ++i)
-      if (o.only.empty() || cs[i].impl.find(o.only) != std::string::npos)
+      if (o.only.empty() || cs[i].impl.find(o.only) != std::string::npos ||
+          (o.only[0] == '=' && cs[i].impl == o.only.substr(1)))
         figures[i].push_back(cs[i].run());
   for (std::size_t i = 0; i < cs.size(); ++i)
     if (!figures[i].empty()) emit(bench, cs[i].impl, unit, median(figures[i]));

@@ -8,6 +8,8 @@
 // in one rally. Player 0 takes the start time when it receives ball 2*warm
 // and the end time when it receives ball 2*(warm+n); main waits on a futex
 // with a deadline, then checks every player's receive count exactly.
+// `troupe_unbound` is the same with stealable players (doc/placement.md:
+// what being unbound costs when there is nothing to steal).
 #include <troupe/troupe.hpp>
 
 #include "harness.hpp"
@@ -69,18 +71,18 @@ class player : public troupe::actor<player> {
   long on(const get_count&) { return received_; }
 };
 
-double troupe_pingpong(long n, long warm) {
-  const std::string what = "troupe";
+double troupe_pingpong(long n, long warm, const troupe::placement& where, const std::string& what,
+                       troupe::shard_id shards = 1) {
   troupe::config cfg;
-  cfg.shards = 1;
+  cfg.shards = shards;
   cfg.pinning = troupe::thread_pinning::cpu;
   shared_state st;
   st.start_at = 2 * warm;
   st.end_at = 2 * (warm + n);
   {
     troupe::runtime rt{cfg};
-    auto a = rt.spawn<player>(troupe::pinned{0}, &st);
-    auto b = rt.spawn<player>(troupe::pinned{0}, &st);
+    auto a = rt.spawn<player>(where, &st);
+    auto b = rt.spawn<player>(where, &st);
     a.send(meet{b});
     b.send(meet{a});
     bench::check(rt.ask(a, get_count{}).get() == 0 && rt.ask(b, get_count{}).get() == 0,
@@ -110,7 +112,22 @@ int main(int argc, char** argv) {
   const long caf = o.quick ? 5'000 : 500'000;
   bench::run_interleaved(o, kBench, "ns/op",
                          {
-                             {"troupe", [&] { return troupe_pingpong(n, warm); }},
+                             {"troupe", [&] { return troupe_pingpong(n, warm, troupe::pinned{0}, "troupe"); }},
+                             // Unbound players on the one shard: the mailbox
+                             // path every message to an unbound actor takes.
+                             {"troupe_unbound",
+                              [&] {
+                                return troupe_pingpong(n, warm, troupe::stealable_preferred{0},
+                                                       "troupe_unbound");
+                              }},
+                             // The same two in a 2-shard runtime: the idle
+                             // shard steals whichever player waits, and the
+                             // rally turns into a cross-shard one.
+                             {"troupe_unbound_2shards",
+                              [&] {
+                                return troupe_pingpong(n / 10, warm / 10, troupe::stealable_preferred{0},
+                                                       "troupe_unbound_2shards", 2);
+                              }},
                              {"caf_1thread", [&] { return p::caf_pingpong(caf, 1, false); }},
                              {"intrusive_queue_floor", [&] { return p::intrusive_queue_floor(floor_n); }},
                          });

@@ -42,6 +42,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -155,12 +157,31 @@ void print_stealing(const std::string& what, const troupe::runtime_stats& s) {
   line("sum", sum);
 }
 
+// Knob overrides from the command line (--steal-batch= --probes= --wake=
+// --spin-us= --budget= --shards= --steer=0|1 --actors=N), for the sweeps behind
+// doc/adr/0002-work-stealing.md; unset ones keep the defaults.
+struct knobs {
+  long steal_batch = -1, probes = -1, wake = -1, spin_us = -1, budget = -1, shards = -1, steer = -1;
+  long actors = -1;  // fewer, longer chains (the same total work)
+};
+knobs knob_args;
+
 double troupe_skewed(const grain& g, bool stealing, bool quick, std::uint64_t expected) {
   const std::string what = std::string(g.bench) + (stealing ? " troupe" : " troupe_nosteal");
   bench::watchdog w(what);
   troupe::config cfg;
   cfg.shards = kShards;
   cfg.stealing.enabled = stealing;
+  if (knob_args.steal_batch > 0) cfg.stealing.steal_batch = unsigned(knob_args.steal_batch);
+  if (knob_args.probes > 0) cfg.stealing.victim_probes = unsigned(knob_args.probes);
+  if (knob_args.wake >= 0) cfg.stealing.wake_threshold = unsigned(knob_args.wake);
+  if (knob_args.spin_us >= 0) cfg.spin_before_park = std::chrono::microseconds(knob_args.spin_us);
+  if (knob_args.budget > 0) cfg.message_budget = unsigned(knob_args.budget);
+  if (knob_args.steer >= 0) cfg.stealing.steer = knob_args.steer != 0;
+  if (knob_args.shards > 0) {
+    cfg.shards = troupe::shard_id(knob_args.shards);
+    cfg.pinning = troupe::thread_pinning::none;  // more shards than CPUs
+  }
   shared_state st;
   st.rounds = g.rounds;
   st.actors_left.store(g.actors);
@@ -187,7 +208,11 @@ double troupe_skewed(const grain& g, bool stealing, bool quick, std::uint64_t ex
     std::uint64_t work_messages = std::uint64_t(g.actors) * std::uint64_t(g.items + 1);
     bench::check(end.processed() >= work_messages, what + ": fewer messages run than start + work");
     print_stealing(what, end);
-    if (stealing && !quick)
+    const bool knobs_default = knob_args.steal_batch < 0 && knob_args.probes < 0 &&
+                               knob_args.wake < 0 && knob_args.spin_us < 0 &&
+                               knob_args.budget < 0 && knob_args.shards < 0 &&
+                               knob_args.steer < 0 && knob_args.actors < 0;
+    if (stealing && !quick && knobs_default)  // a sweep may pick knobs that do not spread
       for (std::size_t i = 0; i < end.shards.size(); ++i)
         bench::check(end.shards[i].messages_run > 0,
                      what + ": shard " + std::to_string(i) + " ran no messages (nothing was stolen)");
@@ -215,8 +240,21 @@ int main(int argc, char** argv) {
   namespace p = bench::peers;
   auto o = bench::parse(argc, argv);
   std::string only_grain;
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]).rfind("--grain=", 0) == 0) only_grain = argv[i] + 8;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto num = [&](const char* flag, long& to) {
+      if (a.rfind(flag, 0) == 0) to = std::atol(a.c_str() + std::strlen(flag));
+    };
+    if (a.rfind("--grain=", 0) == 0) only_grain = a.substr(8);
+    num("--steal-batch=", knob_args.steal_batch);
+    num("--probes=", knob_args.probes);
+    num("--wake=", knob_args.wake);
+    num("--spin-us=", knob_args.spin_us);
+    num("--budget=", knob_args.budget);
+    num("--shards=", knob_args.shards);
+    num("--steer=", knob_args.steer);
+    num("--actors=", knob_args.actors);
+  }
   if (!only_grain.empty() && only_grain != "coarse" && only_grain != "fine")
     bench::fail("--grain= takes coarse or fine, not " + only_grain);
   // `ideal` is derived from single_thread's repetitions.
@@ -226,6 +264,11 @@ int main(int argc, char** argv) {
       {"skewed_work_coarse", 75, 1000, 20, 0},
       {"skewed_work_fine", 2, 1000, 750, 0},
   };
+  if (knob_args.actors > 0)
+    for (auto& g : grains) {
+      g.items = std::max(1L, g.items * g.actors / knob_args.actors);
+      g.actors = knob_args.actors;
+    }
   if (o.quick) {
     grains[0].actors = grains[1].actors = 50;
     grains[0].items = 4;
