@@ -64,6 +64,9 @@ class runtime_core {
   void link_unbound(actor_base& a);
   void unlink_unbound(actor_base& a) noexcept;
   control_block* first_unbound() noexcept;
+  /// Live unbound actors anchored to shard `s` (shutdown, after the
+  /// barrier: nothing runs, so the answer holds).
+  std::vector<control_block*> anchored_unbound_on(shard_id s);
 
   /// The shards' shutdown phases meet here.
   void shutdown_barrier() { shutdown_barrier_->arrive_and_wait(); }

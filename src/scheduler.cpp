@@ -51,9 +51,10 @@
 // - Steering: a sender that wakes an idle actor queues it on the actor's
 //   shard, unless that shard has more than `wake_threshold` ready unbound
 //   actors; then on the least loaded shard.
-// - Shutdown: after a barrier (no handler runs anywhere any more), shard 0
-//   stops every live unbound actor; queued tokens are drained by the shard
-//   that holds them.
+// - Shutdown: after a barrier (no handler runs anywhere any more), each
+//   shard stops the anchored unbound actors on it (their timers are on its
+//   heap), then, after another barrier, shard 0 stops the others (they have
+//   no timers); queued tokens are drained by the shard that holds them.
 #include "log.hpp"
 #include "runtime_core.hpp"
 #include "shard.hpp"
@@ -88,7 +89,10 @@ shard_id runtime_core::steer(shard_id home) const noexcept {
 
 shard_id runtime_core::place_unbound(control_block* cb) noexcept {
   shard_id home = cb->shard();
-  if (!stealing_ || !cfg_.stealing.steer || cb->anchors_.load(std::memory_order_relaxed) != 0)
+  // Not while stopping: a token steered to a shard that has drained already
+  // would stay there.
+  if (!stealing_ || !cfg_.stealing.steer || stop_requested() ||
+      cb->anchors_.load(std::memory_order_relaxed) != 0)
     return home;
   shard_id target = steer(home);
   if (target != home) migrate(cb, home, target);
@@ -172,6 +176,7 @@ bool shard::steal() noexcept {
     core_.migrate(taken[i], victim->id(), id_);
     own_.push(taken[i]);
   }
+  if (own_.size() > cfg().stealing.wake_threshold) wake_peer();  // a third shard may sleep
   return true;
 }
 
@@ -211,6 +216,16 @@ void runtime_core::unlink_unbound(actor_base& a) noexcept {
 control_block* runtime_core::first_unbound() noexcept {
   std::lock_guard lock(unbound_mutex_);
   return unbound_head_ ? actor_access::cb(*unbound_head_) : nullptr;
+}
+
+std::vector<control_block*> runtime_core::anchored_unbound_on(shard_id s) {
+  std::vector<control_block*> out;
+  std::lock_guard lock(unbound_mutex_);
+  for (actor_base* a = unbound_head_; a != nullptr; a = actor_access::live_next(*a)) {
+    control_block* cb = actor_access::cb(*a);
+    if (cb->anchors_.load(std::memory_order_relaxed) != 0 && cb->shard() == s) out.push_back(cb);
+  }
+  return out;
 }
 
 }  // namespace troupe::detail

@@ -405,7 +405,9 @@ bool shard::run_ready() {
 void shard::submit_if_late(std::int64_t& pending_since) noexcept {
   // SQEs (doorbells) wait for the end of the turn so that a short turn
   // followed by a park submits them in the park's one enter; a long step
-  // must not hold them back: a parked peer would sleep through it.
+  // must not hold them back: a parked peer would sleep through it. The
+  // clock starts when they are first seen after a run, so they wait at most
+  // max_submit_delay plus two actors' runs.
   if (io_uring_sq_ready(ring_.get()) == 0) return;
   std::int64_t now = now_ns();
   if (pending_since == 0) {
@@ -636,8 +638,13 @@ void shard::shutdown() {
   // or queued somewhere, never running.
   core_.shutdown_barrier();
   // Phase 1: on_stop of every live actor; sends after that are dead letters.
-  // Shard 0 stops the unbound ones.
+  // The unbound actors anchored here have their timers on this shard's heap:
+  // they stop here (anchored actors are never steered, so the list holds).
+  // After a barrier, shard 0 stops the other unbound ones, which have none.
   while (live_head_ != nullptr) kill(actor_access::cb(*live_head_), nullptr, true);
+  for (control_block* cb : core_.anchored_unbound_on(id_))
+    if (cb->life_.load(std::memory_order_acquire) == life::alive) kill(cb, nullptr, true);
+  core_.shutdown_barrier();
   if (id_ == 0)
     while (control_block* cb = core_.first_unbound()) kill(cb, nullptr, true);
   submit();

@@ -72,6 +72,7 @@ class steal_deque {
     owner& operator=(const owner&) = delete;
 
     void push(control_block* cb) noexcept {
+      if (overflow_head_ != nullptr) refill();
       if (overflow_head_ == nullptr && push_ring(cb)) return;
       cb->ready_next_ = nullptr;
       if (overflow_tail_) overflow_tail_->ready_next_ = cb; else overflow_head_ = cb;
@@ -81,14 +82,7 @@ class steal_deque {
     control_block* pop() noexcept {
       control_block* cb = pop_ring();
       if (overflow_head_ != nullptr) {
-        // One out of the ring, the oldest of the overflow in: the ring keeps
-        // the oldest entries, where stealers look.
-        control_block* next = overflow_head_;
-        if (push_ring(next)) {
-          overflow_head_ = next->ready_next_;
-          if (overflow_head_ == nullptr) overflow_tail_ = nullptr;
-          --overflow_size_;
-        }
+        refill();
         if (cb == nullptr) cb = pop_ring();
       }
       return cb;
@@ -98,6 +92,19 @@ class steal_deque {
     bool empty() const noexcept { return size() == 0; }
 
    private:
+    // Moves the oldest overflow entries into the ring, as many as fit (the
+    // ring holds the oldest entries, where stealers look). Each link is read
+    // before its actor is published: once in the ring, a thief owns it.
+    void refill() noexcept {
+      while (overflow_head_ != nullptr) {
+        control_block* next = overflow_head_;
+        control_block* after = next->ready_next_;
+        if (!push_ring(next)) return;
+        overflow_head_ = after;
+        if (after == nullptr) overflow_tail_ = nullptr;
+        --overflow_size_;
+      }
+    }
     std::size_t ring_size() const noexcept {
       return static_cast<std::size_t>(q_->tail_.load(std::memory_order_relaxed) -
                                       q_->head_.load(std::memory_order_relaxed));

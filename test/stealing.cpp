@@ -468,9 +468,12 @@ BOOST_AUTO_TEST_CASE(stop_while_stealing_loses_and_leaks_nothing) {
     {
       runtime rt{churn_config()};
       for (int i = 0; i < 64; ++i) rt.spawn<spinner>(stealable_preferred{0}, c).send(work{0});
+      BOOST_REQUIRE(eventually([&] { return c->constructed.load() == 64; }));
+      auto before = rt.stats();
       BOOST_REQUIRE(eventually([&] {
         auto s = rt.stats();
-        return s.shards[1].unbound_runs > 20 && s.shards[0].unbound_runs > 20;
+        return s.shards[1].unbound_runs > before.shards[1].unbound_runs + 100 &&
+               s.shards[0].unbound_runs > before.shards[0].unbound_runs + 100;
       }));
       rt.stop();
       st = rt.stats();
@@ -478,6 +481,58 @@ BOOST_AUTO_TEST_CASE(stop_while_stealing_loses_and_leaks_nothing) {
     BOOST_TEST(c->constructed.load() == 64);
     BOOST_TEST(c->destroyed.load() == 64);
     BOOST_TEST(st.unbound_actors_live == 0u);
+    check_quiescent(st);
+  }
+}
+
+// --- stop with anchored unbound actors -----------------------------------------
+
+namespace {
+
+struct arm {};
+struct later {};
+
+// Unbound, with a long periodic timer: anchored to the shard whose heap
+// holds the timer, which is where it must be stopped.
+class sleeper : public actor<sleeper> {
+  std::shared_ptr<alive_count> c_;
+
+ public:
+  explicit sleeper(std::shared_ptr<alive_count> c) : c_(std::move(c)) { c_->constructed.fetch_add(1); }
+  ~sleeper() override { c_->destroyed.fetch_add(1); }
+  void on_start() { every(1h, tick{}); }
+  void on(const tick&) {}
+};
+
+// Pinned, with delayed sends that are still pending at stop: its shard's
+// heap is not empty, so a timer removed from the wrong heap would show.
+class procrastinator : public actor<procrastinator> {
+ public:
+  void on(const arm&) {
+    for (int i = 0; i < 8; ++i) delayed_send(1h, self(), later{});
+  }
+  void on(const later&) {}
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(stop_with_anchored_unbound_actors_on_every_shard) {
+  for (int round = 0; round < 5; ++round) {
+    auto c = std::make_shared<alive_count>();
+    runtime_stats st;
+    {
+      runtime rt{test_config(2)};
+      for (shard_id s = 0; s < 2; ++s) {
+        rt.spawn<procrastinator>(pinned{s}).send(arm{});
+        for (int i = 0; i < 16; ++i) rt.spawn<sleeper>(stealable_preferred{s}, c);
+      }
+      BOOST_REQUIRE(eventually([&] { return c->constructed.load() == 32; }));
+      BOOST_REQUIRE(eventually([&] { return rt.stats().unbound_actors_live == 32u; }));
+      rt.stop();
+      st = rt.stats();
+    }
+    BOOST_TEST(c->destroyed.load() == 32);
+    BOOST_TEST(st.dead_letters() >= 16u);  // the pending delayed sends
     check_quiescent(st);
   }
 }
