@@ -536,3 +536,26 @@ BOOST_AUTO_TEST_CASE(stop_with_anchored_unbound_actors_on_every_shard) {
     check_quiescent(st);
   }
 }
+
+// More ready actors than a steal deque's ring holds (1024): the overflow
+// list keeps them in order and feeds the ring that thieves see.
+BOOST_AUTO_TEST_CASE(more_ready_actors_than_the_deque_ring_holds) {
+  auto w = std::make_shared<where>();
+  const int actors = 3000, items = 10, rounds = 50;
+  runtime_stats st;
+  {
+    config cfg = churn_config();
+    cfg.stealing.steer = false;  // all 3000 queue on shard 0
+    runtime rt{cfg};
+    std::vector<ref<cruncher>> cs;
+    for (int i = 0; i < actors; ++i) cs.push_back(rt.spawn<cruncher>(stealable_preferred{0}, w, rounds));
+    for (auto& c : cs) c.send(work{items});
+    BOOST_REQUIRE(eventually([&] { return w->done.load() == actors; }, 120s));
+    rt.stop();
+    st = rt.stats();
+  }
+  BOOST_TEST(w->checksum.load() == expected_checksum(actors, items, rounds));
+  BOOST_TEST(w->runs_on[0].load() + w->runs_on[1].load() == long(actors) * (items + 1));
+  BOOST_TEST(w->runs_on[1].load() > 0);
+  check_quiescent(st);
+}
