@@ -9,6 +9,7 @@
 
 #include <troupe/actor.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <thread>
@@ -134,7 +135,11 @@ void run_mixed_traffic(config cfg) {
   BOOST_TEST_MESSAGE("doorbells " << doorbells << " (+" << st.foreign_doorbells
                                   << " foreign), injected faults " << faults);
   if (cfg.fault_injection.fail_every_kth_doorbell != 0) {
-    BOOST_TEST(faults > 10u);
+    // How many doorbells ring depends on how often shards park (fewer under
+    // tsan); every k-th one fails.
+    const unsigned k = std::max(2u, cfg.fault_injection.fail_every_kth_doorbell);
+    BOOST_TEST(faults > 0u);
+    BOOST_TEST(faults + st.shards.size() + 1 >= (doorbells + st.foreign_doorbells) / k);
     BOOST_TEST(retried + st.foreign_doorbell_faults_injected >= faults);
   }
 }
