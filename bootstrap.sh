@@ -12,6 +12,8 @@ packages=(
   libspdlog-dev
   libfmt-dev
   libcaf-dev               # CAF 0.17, peer in test/bench
+  libxxhash-dev            # examples/checksum hashes with XXH3
+  xxhash                   # xxhsum: the reference its output is checked against
 )
 
 missing=()

@@ -7,6 +7,8 @@
 
 #include <troupe/actor_base.hpp>
 #include <troupe/detail/dispatch.hpp>
+#include <troupe/detail/io_op.hpp>
+#include <troupe/error.hpp>
 #include <troupe/ref.hpp>
 
 #include <memory>
@@ -33,6 +35,7 @@ struct actor_extras {
   std::vector<monitor_entry> monitors;
   timer_id next_timer = 1;
   std::unordered_map<timer_id, std::unique_ptr<periodic_timer>> timers;
+  pending_io* io_head = nullptr;  // operations submitted, not yet delivered
 };
 
 namespace {
@@ -181,6 +184,34 @@ timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick
   return id;
 }
 
+void submit_io(actor_base* owner, pending_io* p) {
+  shard* s = this_shard_ptr();
+  if (s == nullptr) {
+    // Not reachable through actor::submit; kept for a clear failure.
+    p->fn(p, envelope_action::drop, nullptr);
+    free_envelope(p);
+    throw error("troupe: I/O is submitted by actors, on their shard");
+  }
+  actor_extras& x = extras_of(*owner);
+  control_block* cb = actor_access::cb(*owner);
+  p->owner = cb;
+  cb->add_ref();  // the record may outlive the actor
+  p->next_op = x.io_head;
+  if (x.io_head) x.io_head->prev = p;
+  x.io_head = p;
+  anchor(cb, +1);
+  s->start_io(p);
+}
+
+void io_delivered(actor_base* owner, pending_io* p) noexcept {
+  actor_extras* x = actor_access::extras(*owner);
+  if (p->prev) p->prev->next_op = p->next_op;
+  else x->io_head = p->next_op;
+  if (p->next_op) p->next_op->prev = p->prev;
+  p->prev = p->next_op = nullptr;
+  anchor(actor_access::cb(*owner), -1);
+}
+
 void post_monitor(control_block* target, control_block* watcher, down_factory make) {
   post(target, make_envelope<monitor_envelope>(target, watcher, make));
 }
@@ -197,6 +228,11 @@ void destroy_extras(actor_base& a, control_block* cb, const exit_info& why) noex
     delete p;  // its continuation never runs
   }
   for (auto& [id, t] : x->timers) disarm_timer(t.get());
+  // Operations still in the kernel are cancelled; their records stay until
+  // their CQE and are then dropped. Completed ones wait in the mailbox and
+  // are dropped with it.
+  for (pending_io* p = x->io_head; p != nullptr; p = p->next_op)
+    if (p->st == pending_io::state::in_flight) this_shard_ptr()->cancel_io(p);
   cb->anchors_.store(0, std::memory_order_relaxed);
   delete x;
 }

@@ -16,6 +16,8 @@ enum class cqe_kind : std::uint8_t {
   doorbell = 1,        // a doorbell rung at this shard (nothing to do: it woke us)
   doorbell_sent = 2,   // failure of a doorbell this shard rang (arg: target shard)
   doorbell_fault = 3,  // an injected doorbell failure (arg: target | variant << 32)
+  io = 4,              // an I/O operation's completion (arg: its pending_io record)
+  io_cancel = 5,       // the failure of an IORING_OP_ASYNC_CANCEL (ignored)
 };
 
 inline std::uint64_t tag(cqe_kind k, std::uint64_t arg) noexcept {

@@ -78,6 +78,7 @@ std::string shard::open_ring() {
   tl_shard = this;
   std::string err = ring_.open(cfg(), id_);
   if (err.empty()) {
+    probe_opcodes();
     setup_.store(ring_.setup(), std::memory_order_release);
     ring_fd_.store(ring_.fd(), std::memory_order_release);
   }
@@ -320,6 +321,11 @@ bool shard::reap() noexcept {
           any_retry_ = true;
         }
         break;
+      case cqe_kind::io:
+        --inflight_;
+        complete_io(reinterpret_cast<pending_io*>(arg_of(ud)), cqe->res, cqe->flags);
+        break;
+      case cqe_kind::io_cancel: break;  // the target had completed already
       case cqe_kind::doorbell_fault:
         --inflight_;
         ++doorbells_retried_;
@@ -705,6 +711,8 @@ void shard::fill_stats(shard_stats& s) const {
   s.migrated_out = migrated_out_.load(std::memory_order_relaxed);
   s.peer_wakeups = peer_wakeups_.get();
   s.unbound_runs = unbound_runs_.get();
+  s.io_submitted = io_submitted_.get();
+  s.io_cancelled = io_cancelled_.get();
 }
 
 }  // namespace troupe::detail

@@ -11,10 +11,12 @@
 #include <troupe/config.hpp>
 #include <troupe/detail/control_block.hpp>
 #include <troupe/detail/envelope.hpp>
+#include <troupe/detail/io_op.hpp>
 #include <troupe/detail/mpsc_queue.hpp>
 #include <troupe/stats.hpp>
 
 #include <atomic>
+#include <bitset>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -120,6 +122,10 @@ class shard {
   void count_unhandled(control_block* cb, std::string_view type) noexcept;
   /// This shard won the token of an unbound actor (scheduler.cpp).
   void schedule_unbound(control_block* cb) noexcept;
+  // I/O operations (io.cpp).
+  void start_io(pending_io* p) noexcept;
+  void cancel_io(pending_io* p) noexcept;
+  bool supports(unsigned opcode) const noexcept { return opcode < 256 && supported_[opcode]; }
   const config& cfg() const noexcept;
 
  private:
@@ -145,6 +151,8 @@ class shard {
   void flush_returns() noexcept;
   void requeue(control_block* cb) noexcept;
   void submit_if_late(std::int64_t& pending_since) noexcept;
+  void complete_io(pending_io* p, int res, unsigned flags) noexcept;
+  void probe_opcodes() noexcept;
 
   // Unbound actors (scheduler.cpp).
   void enqueue_unbound(control_block* cb) noexcept;
@@ -171,6 +179,7 @@ class shard {
   bool deferred_submit_ = false;  // the last worked turn left its SQEs to the next
   const bool stealing_;           // config::stealing.enabled, and more than one shard
   const bool steal_every_turn_;   // config::fault_injection
+  std::bitset<256> supported_;    // opcodes the kernel has (probed at start)
   std::uint64_t rng_;             // victim choice (xorshift)
   steal_deque deque_;
   steal_deque::owner own_{deque_};
@@ -182,7 +191,7 @@ class shard {
   alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
       doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,
       mailbox_high_water_, cq_overflows_, actors_live_, steal_attempts_, steals_, actors_stolen_,
-      peer_wakeups_, unbound_runs_;
+      peer_wakeups_, unbound_runs_, io_submitted_, io_cancelled_;
   // Written by thieves and steering senders too.
   alignas(64) std::atomic<std::uint64_t> migrated_in_{0}, migrated_out_{0};
   std::atomic<std::size_t> incoming_unbound_{0};  // unbound tokens on the inbox

@@ -19,6 +19,8 @@
 #include <troupe/actor_base.hpp>
 #include <troupe/defaults.hpp>
 #include <troupe/detail/dispatch.hpp>
+#include <troupe/detail/io_op.hpp>
+#include <troupe/io.hpp>
 #include <troupe/placement.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/spawn.hpp>
@@ -64,6 +66,31 @@ class [[nodiscard("an ask is sent by .then(fn)")]] ask_request {
   std::chrono::nanoseconds timeout_;
 };
 
+/// What `submit(op)` inside an actor returns: call `.then(fn)` to issue it.
+/// `fn(io::result<Output>)` runs later as a message of this actor, on its
+/// shard. If the actor stops first, the operation is cancelled and `fn`
+/// never runs.
+template <io::operation Op>
+class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
+ public:
+  using output = typename Op::output;
+
+  io_request(actor_base* owner, Op&& op) : owner_(owner), op_(std::move(op)) {}
+
+  template <class F>
+  void then(F&& fn) && {
+    static_assert(std::is_invocable_v<F&, io::result<output>>,
+                  "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
+    detail::control_block* cb = detail::actor_access::cb(*owner_);
+    detail::submit_io(owner_, detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(
+                                  cb, std::move(op_), std::forward<F>(fn)));
+  }
+
+ private:
+  actor_base* owner_;
+  Op op_;
+};
+
 template <class Derived>
 class actor : public actor_base {
  public:
@@ -88,6 +115,14 @@ class actor : public actor_base {
                   "troupe: ask(ref<Actor>, Message): the actor type has no handler on(Message) "
                   "for this message type — see 'with M = ...; A = ...' above");
     return ask_request<A, M>(this, to, std::forward<M>(m), timeout);
+  }
+
+  /// Issues an I/O operation (fs.hpp, io.hpp) on this shard's ring; through
+  /// `.then(fn)`, fn runs with its result as a message of this actor. While
+  /// operations are in flight an unbound actor stays on this shard.
+  template <io::operation Op>
+  io_request<Op> submit(Op op) {
+    return io_request<Op>(this, std::move(op));
   }
 
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no

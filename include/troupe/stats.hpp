@@ -33,6 +33,9 @@ struct shard_stats {
   std::uint64_t migrated_out = 0;      // actors moved away from here
   std::uint64_t peer_wakeups = 0;      // parked peers woken to steal from this shard
   std::uint64_t unbound_runs = 0;      // runs of unbound actors on this shard
+  // I/O.
+  std::uint64_t io_submitted = 0;      // operations issued on this shard's ring
+  std::uint64_t io_cancelled = 0;      // of those, cancelled because their actor stopped
 };
 
 struct runtime_stats {

@@ -4,6 +4,8 @@
 #include <troupe/actor.hpp>
 #include <troupe/config.hpp>
 #include <troupe/error.hpp>
+#include <troupe/fs.hpp>
+#include <troupe/io.hpp>
 #include <troupe/placement.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/result.hpp>

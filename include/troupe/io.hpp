@@ -1,0 +1,47 @@
+// I/O as messages: what an operation is, and what its completion carries.
+//
+// An operation is one small struct that owns everything the kernel touches
+// (its buffer, its path) and knows how to fill its SQE and how to read its
+// CQE. An actor hands it over with `submit(op).then(fn)`; the SQE goes to the
+// ring of the shard the actor runs on, and `fn(io::result<output>)` runs
+// later as a message of the actor, on that shard. The operation record lives
+// until its CQE has come back, also when the actor stops first (then the
+// operation is cancelled and its result dropped: buffers freed, a descriptor
+// it opened closed). See doc/io.md.
+#pragma once
+
+#include <troupe/result.hpp>
+
+#include <liburing.h>
+
+#include <concepts>
+#include <cstddef>
+#include <system_error>
+#include <vector>
+
+namespace troupe::io {
+
+/// A value or a std::error_code (the kernel's errno, generic category).
+template <class T>
+using result = troupe::result<T>;
+
+/// Bytes an operation owns while the kernel may write or read them.
+using bytes = std::vector<std::byte>;
+
+/// What `submit` accepts. `prepare` fills an SQE (the runtime sets its
+/// user_data and flags); `complete` turns the CQE's res and flags into the
+/// result and may move owned buffers into it. Both run on the actor's shard.
+template <class Op>
+concept operation = std::move_constructible<Op> && requires(Op& op, io_uring_sqe* sqe, int res,
+                                                            unsigned flags) {
+  typename Op::output;
+  { op.prepare(sqe) } -> std::same_as<void>;
+  { op.complete(res, flags) } -> std::same_as<result<typename Op::output>>;
+};
+
+/// The error of a negative CQE result.
+inline std::error_code error_of(int res) noexcept {
+  return std::error_code(-res, std::generic_category());
+}
+
+}  // namespace troupe::io

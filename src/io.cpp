@@ -1,0 +1,70 @@
+// I/O operations on a shard's ring: submission, completion, cancellation.
+//
+// A pending_io record (include/troupe/detail/io_op.hpp) is an envelope. It
+// is prepared into an SQE whose user_data is the record, waits in the kernel,
+// and when its CQE is reaped it is posted to its actor like any message —
+// or, if the actor stopped meanwhile, counted as a dead letter and dropped
+// (which releases what the operation got back, e.g. an opened descriptor).
+// Records hold a reference to their actor's control block, so they may
+// outlive the actor; the shard counts them in `inflight_`, so shutdown waits
+// for every CQE before it closes the ring.
+#include "log.hpp"
+#include "shard.hpp"
+
+#include <liburing.h>
+
+#include <cerrno>
+#include <cstdint>
+
+namespace troupe::detail {
+
+void shard::probe_opcodes() noexcept {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring_.get());
+  if (probe == nullptr) {
+    // No probe (kernels before 5.6): let the kernel answer -EINVAL per op.
+    supported_.set();
+    return;
+  }
+  for (unsigned op = 0; op <= probe->last_op && op < supported_.size(); ++op)
+    if (io_uring_opcode_supported(probe, static_cast<int>(op))) supported_.set(op);
+  io_uring_free_probe(probe);
+}
+
+void shard::start_io(pending_io* p) noexcept {
+  ++io_submitted_;
+  // Prepared aside first: an opcode the kernel lacks never reaches the ring.
+  io_uring_sqe prepared{};
+  p->prepare(p, &prepared);
+  if (!supports(prepared.opcode)) {
+    log().debug("shard {}: opcode {} is not supported by this kernel", id_, prepared.opcode);
+    return complete_io(p, -EOPNOTSUPP, 0);
+  }
+  io_uring_sqe* sqe = ring_.sqe();
+  *sqe = prepared;
+  io_uring_sqe_set_data64(sqe, tag(cqe_kind::io, reinterpret_cast<std::uintptr_t>(p)));
+  ++inflight_;
+}
+
+void shard::cancel_io(pending_io* p) noexcept {
+  p->st = pending_io::state::orphaned;
+  ++io_cancelled_;
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_cancel64(sqe, tag(cqe_kind::io, reinterpret_cast<std::uintptr_t>(p)), 0);
+  io_uring_sqe_set_data64(sqe, tag(cqe_kind::io_cancel, 0));
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void shard::complete_io(pending_io* p, int res, unsigned flags) noexcept {
+  p->res = res;
+  p->cqe_flags = flags;
+  control_block* owner = p->owner;
+  if (p->st == pending_io::state::orphaned) {
+    dead_letter_unsent(owner, p);
+  } else {
+    p->st = pending_io::state::completed;
+    post(owner, p);
+  }
+  owner->release();  // the record's reference
+}
+
+}  // namespace troupe::detail

@@ -1,0 +1,307 @@
+// File operations as messages: each operation's success and errors, short
+// reads, offsets past 2 GiB, many operations in flight with a small CQ,
+// and cancellation when the actor stops (no completion, no descriptor left).
+#include <troupe/runtime.hpp>
+
+#define BOOST_TEST_MODULE fs
+#include <boost/test/unit_test.hpp>
+
+#include "fixture.hpp"
+
+#include <troupe/actor.hpp>
+#include <troupe/fs.hpp>
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace troupe;
+using namespace troupe_test;
+using namespace std::chrono_literals;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+/// A fresh directory, removed with everything in it at the end.
+struct scratch {
+  stdfs::path dir;
+  scratch() {
+    char tmpl[] = "/tmp/troupe-fs-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+  }
+  ~scratch() { stdfs::remove_all(dir); }
+  std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+int open_fds() {
+  int n = 0;
+  for (auto& e : stdfs::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+io::bytes bytes_of(const std::string& s) {
+  io::bytes b(s.size());
+  std::memcpy(b.data(), s.data(), s.size());
+  return b;
+}
+std::string string_of(const io::bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+
+/// Runs a job inside an actor: tests write their I/O as continuations.
+class worker;
+struct job {
+  std::function<void(worker&)> run;
+};
+
+class worker : public actor<worker> {
+ public:
+  void on(const job& j) { j.run(*this); }
+};
+
+/// The test thread waits for the actor's verdict.
+template <class T>
+T await(std::future<T>& f) {
+  BOOST_REQUIRE(f.wait_for(20s) == std::future_status::ready);
+  return f.get();
+}
+
+int err(const std::error_code& ec) { return ec.value(); }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(write_fsync_stat_read_close_round_trip) {
+  scratch tmp;
+  const std::string path = tmp / "a.txt";
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(2)};
+  auto w = rt.spawn<worker>(pinned{1});
+  w.send(job{[&, done](worker& self) {
+    self.submit(fs::open{path, O_RDWR | O_CREAT | O_TRUNC, 0644}).then([&self, done](io::result<fs::file> f) {
+      if (!f) return done->set_value("open: " + f.error().message());
+      auto file = std::make_shared<fs::file>(std::move(*f));
+      self.submit(fs::write(*file, 0, bytes_of("hello, ring"))).then([&self, done, file](io::result<fs::written> w) {
+        if (!w || w->bytes != 11 || w->buffer.size() != 11) return done->set_value("write");
+        self.submit(fs::fsync(*file)).then([&self, done, file](io::result<void> s) {
+          if (!s) return done->set_value("fsync: " + s.error().message());
+          self.submit(fs::stat::of(*file)).then([&self, done, file](io::result<fs::metadata> m) {
+            if (!m || m->size != 11 || !m->is_regular()) return done->set_value("stat");
+            self.submit(fs::read(*file, 7, 100)).then([&self, done, file](io::result<io::bytes> r) {
+              if (!r) return done->set_value("read: " + r.error().message());
+              std::string got = string_of(*r);  // short read at EOF: 4 of 100
+              self.submit(fs::close{std::move(*file)}).then([done, got](io::result<void> c) {
+                done->set_value(c ? got : "close: " + c.error().message());
+              });
+            });
+          });
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "ring");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(errors_are_values) {
+  scratch tmp;
+  const std::string file = tmp / "f", dir = tmp / "d";
+  { std::FILE* f = std::fopen(file.c_str(), "w"); std::fclose(f); }
+  stdfs::create_directory(dir);
+  auto done = std::make_shared<std::promise<std::vector<int>>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[&, done](worker& self) {
+    auto codes = std::make_shared<std::vector<int>>();
+    auto note = [codes, done](int code) {
+      codes->push_back(code);
+      if (codes->size() == 7) done->set_value(*codes);
+    };
+    self.submit(fs::open{tmp / "missing"}).then([note](io::result<fs::file> r) { note(err(r.error())); });
+    self.submit(fs::mkdir{dir}).then([note](io::result<void> r) { note(err(r.error())); });
+    self.submit(fs::unlink{dir}).then([note](io::result<void> r) { note(err(r.error())); });
+    self.submit(fs::stat{file + "/below"}).then([note](io::result<fs::metadata> r) { note(err(r.error())); });
+    self.submit(fs::rename{tmp / "missing", tmp / "other"}).then([note](io::result<void> r) { note(err(r.error())); });
+    self.submit(fs::read(fs::file{}, 0, 16)).then([note](io::result<io::bytes> r) { note(err(r.error())); });
+    self.submit(fs::open{dir, O_WRONLY}).then([note](io::result<fs::file> r) { note(err(r.error())); });
+  }});
+  auto codes = await(verdict);
+  std::sort(codes.begin(), codes.end());
+  std::vector<int> want{ENOENT, EEXIST, EISDIR, ENOTDIR, ENOENT, EBADF, EISDIR};
+  std::sort(want.begin(), want.end());
+  BOOST_TEST(codes == want, boost::test_tools::per_element());
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(offsets_past_two_gib_in_a_sparse_file) {
+  scratch tmp;
+  const std::string path = tmp / "sparse";
+  const std::uint64_t far = 3ull << 30;  // 3 GiB
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[&, done](worker& self) {
+    self.submit(fs::open{path, O_RDWR | O_CREAT, 0600}).then([&self, done, far](io::result<fs::file> f) {
+      if (!f) return done->set_value("open");
+      auto file = std::make_shared<fs::file>(std::move(*f));
+      self.submit(fs::write(*file, far, bytes_of("far away"))).then([&self, done, file, far](io::result<fs::written> w) {
+        if (!w || w->bytes != 8) return done->set_value("write");
+        self.submit(fs::read(*file, far + 4, 64)).then([&self, done, file, far](io::result<io::bytes> r) {
+          if (!r) return done->set_value("read");
+          std::string tail = string_of(*r);
+          self.submit(fs::read(*file, far + 100, 64)).then([done, file, tail](io::result<io::bytes> past) {
+            done->set_value(past && past->empty() ? tail : "past EOF");
+          });
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "away");
+  BOOST_TEST(stdfs::file_size(path) == far + 8);
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+namespace {
+
+struct reads_done {
+  std::atomic<long> ok{0};
+  std::atomic<long> bad{0};
+};
+
+// Issues `n` reads at once, each of 64 bytes at offset 64 * i of a file
+// whose bytes are their offset modulo 251.
+class reader : public actor<reader> {
+  std::shared_ptr<reads_done> d_;
+  std::shared_ptr<fs::file> f_;
+
+ public:
+  reader(std::shared_ptr<reads_done> d, int fd) : d_(std::move(d)), f_(std::make_shared<fs::file>(::dup(fd))) {}
+  void on(int n) {
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t off = std::uint64_t(i) * 64 % (1 << 20);
+      submit(fs::read(*f_, off, 64)).then([d = d_, off](io::result<io::bytes> r) {
+        bool good = r && r->size() == 64;
+        for (std::size_t k = 0; good && k < 64; ++k)
+          good = std::to_integer<unsigned>((*r)[k]) == (off + k) % 251;
+        (good ? d->ok : d->bad).fetch_add(1);
+      });
+    }
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ten_thousand_reads_in_flight_with_a_small_cq) {
+  scratch tmp;
+  const std::string path = tmp / "data";
+  {
+    std::vector<unsigned char> data(1 << 20);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i % 251);
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    std::fwrite(data.data(), 1, data.size(), f);
+    std::fclose(f);
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  BOOST_REQUIRE(fd >= 0);
+  auto d = std::make_shared<reads_done>();
+  config c = test_config(2);
+  c.sq_entries = 32;
+  c.cq_entries = 64;  // far fewer than the reads in flight: the CQ overflows
+  runtime_stats st;
+  {
+    runtime rt{c};
+    std::vector<ref<reader>> rs;
+    for (int i = 0; i < 100; ++i) rs.push_back(rt.spawn<reader>(i % 2 ? troupe::placement(pinned{1}) : troupe::placement(stealable{}), d, fd));
+    for (auto& r : rs) r.send(100);
+    BOOST_REQUIRE_MESSAGE(eventually([&] { return d->ok.load() + d->bad.load() == 10'000; }, 60s),
+                          "completed " << d->ok.load() + d->bad.load() << " of 10000");
+    rt.stop();
+    st = rt.stats();
+  }
+  ::close(fd);
+  BOOST_TEST(d->ok.load() == 10'000);
+  BOOST_TEST(d->bad.load() == 0);
+  std::uint64_t submitted = 0;
+  for (auto& s : st.shards) submitted += s.io_submitted;
+  BOOST_TEST(submitted == 10'000u);
+  check_quiescent(st);
+}
+
+namespace {
+
+struct cancel_tally {
+  std::atomic<long> reads{0};
+  std::atomic<long> opens{0};
+  std::atomic<int> started{0};
+};
+
+// Reads from an empty pipe (never completes) and opens files, then stops.
+class staller : public actor<staller> {
+  std::shared_ptr<cancel_tally> t_;
+  std::string dir_;
+  fs::file pipe_read_, pipe_write_;
+
+ public:
+  staller(std::shared_ptr<cancel_tally> t, std::string dir) : t_(std::move(t)), dir_(std::move(dir)) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) == 0) {
+      pipe_read_ = fs::file(p[0]);
+      pipe_write_ = fs::file(p[1]);
+    }
+  }
+  void on_start() {
+    for (int i = 0; i < 4; ++i)
+      submit(fs::read(pipe_read_, 0, 128)).then([t = t_](io::result<io::bytes>) { t->reads.fetch_add(1); });
+    for (int i = 0; i < 8; ++i)
+      submit(fs::open{dir_ + "/f" + std::to_string(i), O_RDWR | O_CREAT, 0600})
+          .then([t = t_](io::result<fs::file>) { t->opens.fetch_add(1); });
+    t_->started.fetch_add(1);
+  }
+  void on(const std::string&) { stop(); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(stopping_an_actor_cancels_its_operations_and_leaks_no_descriptor) {
+  scratch tmp;
+  const int before = open_fds();
+  auto t = std::make_shared<cancel_tally>();
+  runtime_stats st;
+  {
+    runtime rt{test_config(2)};
+    // Stopped by a message right behind the start: the reads are still in
+    // the kernel, the opens may or may not have completed.
+    auto a = rt.spawn<staller>(pinned{0}, t, tmp.dir.string());
+    a.send(std::string("stop"));
+    // And one still running at shutdown.
+    rt.spawn<staller>(stealable{}, t, tmp.dir.string());
+    BOOST_REQUIRE(eventually([&] { return t->started.load() == 2; }));
+    BOOST_REQUIRE(eventually([&] { return a.stopped(); }));
+    rt.stop();
+    st = rt.stats();
+  }
+  BOOST_TEST(t->reads.load() == 0);   // a pipe read never completes: cancelled, never delivered
+  BOOST_TEST(t->opens.load() <= 16);  // those that came back before their actor stopped
+  std::uint64_t cancelled = 0;
+  for (auto& s : st.shards) cancelled += s.io_cancelled;
+  BOOST_TEST(cancelled >= 8u);  // at least the 2 x 4 pipe reads
+  BOOST_TEST(open_fds() == before);
+  check_quiescent(st);
+}
