@@ -28,6 +28,8 @@ void shard::probe_opcodes() noexcept {
   for (unsigned op = 0; op <= probe->last_op && op < supported_.size(); ++op)
     if (io_uring_opcode_supported(probe, static_cast<int>(op))) supported_.set(op);
   io_uring_free_probe(probe);
+  if (int hidden = cfg().fault_injection.hide_opcode; hidden >= 0 && hidden < 256)
+    supported_.reset(static_cast<std::size_t>(hidden));
 }
 
 void shard::start_io(pending_io* p) noexcept {

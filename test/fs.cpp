@@ -178,6 +178,81 @@ BOOST_AUTO_TEST_CASE(offsets_past_two_gib_in_a_sparse_file) {
   check_quiescent(rt.stats());
 }
 
+BOOST_AUTO_TEST_CASE(vectored_io_fallocate_ftruncate_and_links) {
+  scratch tmp;
+  const std::string path = tmp / "v", sym = tmp / "sym", hard = tmp / "hard";
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[&, done](worker& self) {
+    self.submit(fs::open{path, O_RDWR | O_CREAT, 0600}).then([&, done](io::result<fs::file> f) {
+      if (!f) return done->set_value("open");
+      auto file = std::make_shared<fs::file>(std::move(*f));
+      std::vector<io::bytes> parts{bytes_of("ab"), bytes_of("cde"), bytes_of("fghij")};
+      self.submit(fs::writev(*file, 0, std::move(parts))).then([&, done, file](io::result<fs::writev::output> wv) {
+        if (!wv || wv->bytes != 10 || wv->buffers.size() != 3) return done->set_value("writev");
+        std::vector<io::bytes> into{io::bytes(4), io::bytes(100)};
+        self.submit(fs::readv(*file, 0, std::move(into))).then([&, done, file](io::result<std::vector<io::bytes>> rv) {
+          if (!rv || string_of((*rv)[0]) != "abcd" || string_of((*rv)[1]) != "efghij") return done->set_value("readv");
+          self.submit(fs::fallocate(*file, 0, 4096)).then([&, done, file](io::result<void> fa) {
+            if (!fa) return done->set_value("fallocate: " + fa.error().message());
+            self.submit(fs::ftruncate(*file, 5)).then([&, done, file](io::result<void> ft) {
+              if (!ft) return done->set_value("ftruncate: " + ft.error().message());
+              self.submit(fs::stat::of(*file)).then([&, done, file](io::result<fs::metadata> m) {
+                if (!m || m->size != 5) return done->set_value("size after ftruncate");
+                self.submit(fs::symlink{path, sym}).then([&, done](io::result<void> sl) {
+                  if (!sl) return done->set_value("symlink");
+                  self.submit(fs::stat{sym, false}).then([&, done](io::result<fs::metadata> lm) {
+                    if (!lm || !lm->is_symlink()) return done->set_value("lstat");
+                    self.submit(fs::link{path, hard}).then([&, done](io::result<void> hl) {
+                      if (!hl) return done->set_value("link");
+                      self.submit(fs::stat{sym}).then([&, done](io::result<fs::metadata> sm) {
+                        if (!sm || sm->nlink != 2 || !sm->is_regular()) return done->set_value("stat through link");
+                        self.submit(fs::symlink{path, sym}).then([&, done](io::result<void> again) {
+                          if (again.error().value() != EEXIST) return done->set_value("symlink twice");
+                          self.submit(fs::link{tmp / "missing", tmp / "x"}).then([done](io::result<void> miss) {
+                            done->set_value(miss.error().value() == ENOENT ? "ok" : "link from missing");
+                          });
+                        });
+                      });
+                    });
+                  });
+                });
+              });
+            });
+          });
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "ok");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(an_opcode_the_kernel_lacks_completes_with_eopnotsupp) {
+  scratch tmp;
+  auto done = std::make_shared<std::promise<int>>();
+  auto verdict = done->get_future();
+  config c = test_config(1);
+  c.fault_injection.hide_opcode = IORING_OP_FALLOCATE;
+  runtime rt{c};
+  auto w = rt.spawn<worker>(pinned{0});
+  const std::string path = tmp / "f";
+  w.send(job{[&, done](worker& self) {
+    self.submit(fs::open{path, O_RDWR | O_CREAT, 0600}).then([&self, done](io::result<fs::file> f) {
+      auto file = std::make_shared<fs::file>(std::move(*f));
+      self.submit(fs::fallocate(*file, 0, 4096)).then([done, file](io::result<void> r) {
+        done->set_value(r.error().value());
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == EOPNOTSUPP);
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
 namespace {
 
 struct reads_done {

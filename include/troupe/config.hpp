@@ -80,6 +80,9 @@ struct config {
     /// A shard steals on every turn, not only when idle, so that unbound
     /// actors move between shards as often as they can.
     bool steal_every_turn = false;
+    /// This io_uring opcode counts as missing from the kernel's probe, so
+    /// operations using it take their "unsupported" path. -1: none.
+    int hide_opcode = -1;
   } fault_injection;
 };
 

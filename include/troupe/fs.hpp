@@ -15,9 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/uio.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace troupe::fs {
 
@@ -132,6 +136,94 @@ struct write {
   }
 };
 
+/// preadv(2) into buffers the operation owns; each is cut to what it got.
+struct readv {
+  int fd;
+  std::uint64_t offset;
+  std::vector<io::bytes> buffers;
+  std::vector<iovec> iov;
+
+  readv(const file& f, std::uint64_t off, std::vector<io::bytes> bufs)
+      : fd(f.fd()), offset(off), buffers(std::move(bufs)) {}
+
+  using output = std::vector<io::bytes>;
+  void prepare(io_uring_sqe* sqe) {
+    iov.clear();
+    for (auto& b : buffers) iov.push_back({b.data(), b.size()});
+    io_uring_prep_readv(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), offset);
+  }
+  io::result<std::vector<io::bytes>> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    std::size_t left = static_cast<std::size_t>(res);
+    for (auto& b : buffers) {
+      std::size_t got = std::min(left, b.size());
+      b.resize(got);
+      left -= got;
+    }
+    return std::move(buffers);
+  }
+};
+
+/// pwritev(2) of buffers the operation owns; `bytes` may be short.
+struct writev {
+  int fd;
+  std::uint64_t offset;
+  std::vector<io::bytes> buffers;
+  std::vector<iovec> iov;
+
+  writev(const file& f, std::uint64_t off, std::vector<io::bytes> bufs)
+      : fd(f.fd()), offset(off), buffers(std::move(bufs)) {}
+
+  struct output_type {
+    std::size_t bytes = 0;
+    std::vector<io::bytes> buffers;
+  };
+  using output = output_type;
+  void prepare(io_uring_sqe* sqe) {
+    iov.clear();
+    for (auto& b : buffers) iov.push_back({b.data(), b.size()});
+    io_uring_prep_writev(sqe, fd, iov.data(), static_cast<unsigned>(iov.size()), offset);
+  }
+  io::result<output_type> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return output_type{static_cast<std::size_t>(res), std::move(buffers)};
+  }
+};
+
+/// fallocate(2): `mode` as FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE...
+struct fallocate {
+  int fd;
+  int mode;
+  std::uint64_t offset;
+  std::uint64_t length;
+
+  fallocate(const file& f, std::uint64_t off, std::uint64_t len, int m = 0)
+      : fd(f.fd()), mode(m), offset(off), length(len) {}
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_fallocate(sqe, fd, mode, offset, length); }
+  io::result<void> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return {};
+  }
+};
+
+/// ftruncate(2) through IORING_OP_FTRUNCATE (kernel 6.9+); on an older
+/// kernel it completes with EOPNOTSUPP (probed at start, never submitted).
+struct ftruncate {
+  int fd;
+  std::uint64_t length;
+
+  ftruncate(const file& f, std::uint64_t len) : fd(f.fd()), length(len) {}
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe);  // src/fs.cpp: liburing 2.3 has no helper
+  io::result<void> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return {};
+  }
+};
+
 /// fsync(2), or fdatasync(2) with `data_only`.
 struct fsync {
   int fd;
@@ -226,6 +318,34 @@ struct rename {
   using output = void;
   void prepare(io_uring_sqe* sqe) {
     io_uring_prep_renameat(sqe, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), flags);
+  }
+  io::result<void> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return {};
+  }
+};
+
+/// symlinkat(2): a link at `path` pointing to `target`.
+struct symlink {
+  std::string target;
+  std::string path;
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_symlinkat(sqe, target.c_str(), AT_FDCWD, path.c_str()); }
+  io::result<void> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return {};
+  }
+};
+
+/// linkat(2): a hard link at `path` to the existing `from`.
+struct link {
+  std::string from;
+  std::string path;
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe) {
+    io_uring_prep_linkat(sqe, AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), 0);
   }
   io::result<void> complete(int res, unsigned) {
     if (res < 0) return io::error_of(res);
