@@ -3,6 +3,7 @@
 // torn down when the actor dies (monitors get `down`, pending continuations
 // are destroyed without running, timers are disarmed).
 #include "log.hpp"
+#include "runtime_core.hpp"
 #include "shard.hpp"
 
 #include <troupe/actor_base.hpp>
@@ -201,6 +202,15 @@ void submit_io(actor_base* owner, pending_io* p) {
   x.io_head = p;
   anchor(cb, +1);
   s->start_io(p);
+}
+
+void submit_blocking(actor_base* owner, pending_io* p) {
+  // Not on the actor's list and no anchor: the pool thread owns the record
+  // until it posts it, and the result reaches the actor wherever it runs.
+  control_block* cb = actor_access::cb(*owner);
+  p->owner = cb;
+  cb->add_ref();
+  this_shard_ptr()->core().blocking().push(p);
 }
 
 void io_delivered(actor_base* owner, pending_io* p) noexcept {

@@ -57,6 +57,7 @@ runtime_core::runtime_core(runtime& owner, const config& cfg) : cfg_(cfg), owner
   if (cfg_.stealing.steal_batch == 0 || cfg_.stealing.victim_probes == 0)
     throw error("troupe: config::stealing needs steal_batch and victim_probes of at least 1");
   stealing_ = cfg_.stealing.enabled && cfg_.shards > 1;
+  blocking_ = std::make_unique<blocking_pool>(cfg_.blocking_threads);
   shards_.reserve(cfg_.shards);
   for (shard_id s = 0; s < cfg_.shards; ++s) shards_.push_back(std::make_unique<shard>(*this, s));
 }
@@ -269,6 +270,7 @@ void runtime_core::join() noexcept {
   if (joined_) return;
   for (auto& t : threads_) t.join();
   threads_.clear();
+  blocking_->join();
   joined_ = true;
   {
     std::lock_guard alien(alien_mutex_);  // a foreign stop() may still be ringing
@@ -297,6 +299,7 @@ void runtime_core::fill_stats(runtime_stats& s) const {
   s.foreign_doorbells = foreign_doorbells_.load(std::memory_order_relaxed);
   s.foreign_doorbell_faults_injected = foreign_faults_.load(std::memory_order_relaxed);
   s.unbound_actors_live = unbound_live_.load(std::memory_order_relaxed);
+  s.blocking_ops = blocking_->jobs_run();
 }
 
 }  // namespace troupe::detail

@@ -1,6 +1,7 @@
 // The runtime's shared state: shards, the foreign-thread path, shutdown.
 #pragma once
 
+#include "blocking_pool.hpp"
 #include "shard.hpp"
 
 #include <troupe/config.hpp>
@@ -64,6 +65,7 @@ class runtime_core {
   void link_unbound(actor_base& a);
   void unlink_unbound(actor_base& a) noexcept;
   control_block* first_unbound() noexcept;
+  blocking_pool& blocking() noexcept { return *blocking_; }
   /// Live unbound actors anchored to shard `s` (shutdown, after the
   /// barrier: nothing runs, so the answer holds).
   std::vector<control_block*> anchored_unbound_on(shard_id s);
@@ -97,6 +99,7 @@ class runtime_core {
   std::atomic<std::uint64_t> foreign_doorbell_count_{0};
 
   bool stealing_ = false;
+  std::unique_ptr<blocking_pool> blocking_;
   std::mutex unbound_mutex_;  // live unbound actors: taken at start and death only
   actor_base* unbound_head_ = nullptr;
   std::atomic<std::uint64_t> unbound_live_{0};

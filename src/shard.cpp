@@ -655,7 +655,9 @@ void shard::shutdown() {
     while (control_block* cb = core_.first_unbound()) kill(cb, nullptr, true);
   submit();
   core_.shutdown_barrier();
-  // Phase 2: reap until nothing we wait for is in flight.
+  // Phase 2: reap until nothing we wait for is in flight; the blocking pool
+  // finishes its jobs (their results are dead letters now).
+  if (id_ == 0) core_.blocking().wait_idle();
   for (;;) {
     reap();
     if (any_retry_) retry_doorbells();

@@ -253,6 +253,109 @@ BOOST_AUTO_TEST_CASE(an_opcode_the_kernel_lacks_completes_with_eopnotsupp) {
   check_quiescent(rt.stats());
 }
 
+BOOST_AUTO_TEST_CASE(blocking_pool_operations) {
+  scratch tmp;
+  for (const char* n : {"a", "b", "c"}) std::fclose(std::fopen((tmp / n).c_str(), "w"));
+  stdfs::create_directory(tmp / "sub");
+  stdfs::create_symlink(tmp / "sub", tmp / "via");
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime_stats st;
+  {
+    runtime rt{test_config(2)};
+    auto w = rt.spawn<worker>(stealable{});
+    w.send(job{[&, done](worker& self) {
+      self.submit(fs::blocking::list_directory{tmp.dir.string()}).then([&, done](io::result<std::vector<fs::blocking::dir_entry>> l) {
+        if (!l) return done->set_value("list: " + l.error().message());
+        std::vector<std::string> names;
+        for (auto& e : *l) names.push_back(e.name + (e.type == DT_DIR ? "/" : ""));
+        std::sort(names.begin(), names.end());
+        std::string joined;
+        for (auto& n : names) joined += n + " ";
+        if (joined != "a b c sub/ via ") return done->set_value("entries: " + joined);
+        self.submit(fs::blocking::canonicalize{tmp / "via/../a"}).then([&, done](io::result<std::string> c) {
+          if (!c || *c != stdfs::canonical(tmp.dir / "a").string()) return done->set_value("canonicalize");
+          self.submit(fs::blocking::chmod{tmp / "a", 0600}).then([&, done](io::result<void> m) {
+            if (!m) return done->set_value("chmod");
+            self.submit(fs::stat{tmp / "a"}).then([&, done](io::result<fs::metadata> md) {
+              if (!md || (md->mode & 0777) != 0600) return done->set_value("mode");
+              self.submit(fs::blocking::list_directory{tmp / "missing"}).then([&, done](io::result<std::vector<fs::blocking::dir_entry>> e) {
+                if (e.error().value() != ENOENT) return done->set_value("list missing");
+                self.submit(fs::blocking::canonicalize{tmp / "missing"}).then([done](io::result<std::string> e2) {
+                  done->set_value(e2.error().value() == ENOENT ? "ok" : "canonicalize missing");
+                });
+              });
+            });
+          });
+        });
+      });
+    }});
+    BOOST_TEST(await(verdict) == "ok");
+    rt.stop();
+    st = rt.stats();
+  }
+  BOOST_TEST(st.blocking_ops == 5u);
+  check_quiescent(st);
+}
+
+BOOST_AUTO_TEST_CASE(stopping_with_blocking_jobs_in_flight_drops_their_results) {
+  scratch tmp;
+  for (int i = 0; i < 200; ++i) std::fclose(std::fopen((tmp / std::to_string(i)).c_str(), "w"));
+  auto seen = std::make_shared<std::atomic<long>>(0);
+  runtime_stats st;
+  {
+    runtime rt{test_config(2)};
+    auto w = rt.spawn<worker>(pinned{0});
+    w.send(job{[&, seen](worker& self) {
+      for (int i = 0; i < 50; ++i)
+        self.submit(fs::blocking::list_directory{tmp.dir.string()}).then([seen](auto) { seen->fetch_add(1); });
+      self.stop();
+    }});
+    BOOST_REQUIRE(eventually([&] { return w.stopped(); }));
+    rt.stop();
+    st = rt.stats();
+  }
+  BOOST_TEST(seen->load() == 0);
+  BOOST_TEST(st.blocking_ops == 50u);
+  check_quiescent(st);
+}
+
+BOOST_AUTO_TEST_CASE(a_file_closed_right_after_submit_stays_open_for_its_operations) {
+  scratch tmp;
+  const std::string path = tmp / "original", other = tmp / "other";
+  { std::FILE* f = std::fopen(path.c_str(), "w"); std::fputs("original", f); std::fclose(f); }
+  { std::FILE* f = std::fopen(other.c_str(), "w"); std::fputs("impostor", f); std::fclose(f); }
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  const int before = open_fds();
+  {
+    runtime rt{test_config(1)};
+    auto w = rt.spawn<worker>(pinned{0});
+    w.send(job{[&, done](worker& self) {
+      auto results = std::make_shared<std::string>();
+      fs::file f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      fs::file g(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      self.submit(fs::read(f, 0, 64)).then([results](io::result<io::bytes> r) {
+        *results += r ? string_of(*r) : "error";
+      });
+      self.submit(fs::read(g, 0, 64)).then([results](io::result<io::bytes> r) {
+        *results += r ? string_of(*r) : "error";
+      });
+      f = fs::file();                          // closed before the kernel saw the read...
+      self.submit(fs::close{std::move(g)}).then([](io::result<void>) {});  // ...and this one through the ring
+      int reused = ::open(other.c_str(), O_RDONLY | O_CLOEXEC);  // would take a freed number
+      self.submit(fs::stat{path}).then([done, results, reused](io::result<fs::metadata>) {
+        ::close(reused);
+        done->set_value(*results);
+      });
+    }});
+    BOOST_TEST(await(verdict) == "originaloriginal");
+    rt.stop();
+    check_quiescent(rt.stats());
+  }
+  BOOST_TEST(open_fds() == before);
+}
+
 namespace {
 
 struct reads_done {

@@ -91,6 +91,28 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
   Op op_;
 };
 
+/// What `submit(op)` returns for a blocking-pool operation (fs::blocking).
+template <io::blocking_operation Op>
+class [[nodiscard("a blocking operation is issued by .then(fn)")]] blocking_request {
+ public:
+  using output = typename Op::output;
+
+  blocking_request(actor_base* owner, Op&& op) : owner_(owner), op_(std::move(op)) {}
+
+  template <class F>
+  void then(F&& fn) && {
+    static_assert(std::is_invocable_v<F&, io::result<output>>,
+                  "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
+    detail::control_block* cb = detail::actor_access::cb(*owner_);
+    detail::submit_blocking(owner_, detail::make_envelope<detail::pending_blocking_with<Op, std::decay_t<F>>>(
+                                        cb, std::move(op_), std::forward<F>(fn)));
+  }
+
+ private:
+  actor_base* owner_;
+  Op op_;
+};
+
 template <class Derived>
 class actor : public actor_base {
  public:
@@ -123,6 +145,14 @@ class actor : public actor_base {
   template <io::operation Op>
   io_request<Op> submit(Op op) {
     return io_request<Op>(this, std::move(op));
+  }
+
+  /// Runs a blocking operation (fs::blocking) on the runtime's small pool of
+  /// threads; fn runs with its result as a message of this actor. It cannot
+  /// be cancelled: if the actor stops first, the result is dropped.
+  template <io::blocking_operation Op>
+  blocking_request<Op> submit(Op op) {
+    return blocking_request<Op>(this, std::move(op));
   }
 
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no

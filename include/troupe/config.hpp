@@ -70,6 +70,8 @@ struct config {
   thread_pinning pinning = thread_pinning::cpu;
   foreign_doorbell foreign = foreign_doorbell::automatic;
   work_stealing stealing;
+  /// Threads for fs::blocking operations (started on first use).
+  unsigned blocking_threads = defaults::blocking_threads;
 
   /// For tests: fault injection on the delivery path.
   struct faults {

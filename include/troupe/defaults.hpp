@@ -41,6 +41,11 @@ inline constexpr std::chrono::microseconds spin_before_park{50};
 /// steal slept through a 1.5 s step before this).
 inline constexpr std::chrono::microseconds max_submit_delay{20};
 
+/// Threads of the runtime's blocking pool (fs::blocking: what io_uring has
+/// no opcode for), started on first use. Two, so that one slow call (a huge
+/// directory, a hung network filesystem) does not hold up every other.
+inline constexpr unsigned blocking_threads = 2;
+
 /// Envelope block size in a shard pool. A 64-byte payload plus the envelope
 /// header and an ask's reply address fit (test/allocations.cpp: 0 heap
 /// allocations per 64-byte message in steady state); bigger messages use

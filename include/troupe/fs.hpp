@@ -10,6 +10,7 @@
 
 #include <troupe/io.hpp>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/stat.h>
 #include <sys/stat.h>
@@ -18,42 +19,62 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace troupe::fs {
 
-/// An open descriptor; closed (close(2)) when destroyed unless released or
-/// handed to fs::close. Move-only.
+namespace detail {
+/// The descriptor itself, shared by its fs::file and by the operations in
+/// flight on it: the last one closes it. So a file closed (or destroyed)
+/// right after a submit keeps its number until the kernel is done with it,
+/// and a read can never land on a file that reused the number.
+struct descriptor {
+  int fd;
+  explicit descriptor(int f) noexcept : fd(f) {}
+  descriptor(const descriptor&) = delete;
+  descriptor& operator=(const descriptor&) = delete;
+  ~descriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+using shared_descriptor = std::shared_ptr<descriptor>;
+}  // namespace detail
+
+/// An open descriptor, closed when the file and every operation submitted
+/// on it are gone (or through fs::close). Move-only.
 class file {
  public:
   file() = default;
-  explicit file(int fd) noexcept : fd_(fd) {}
-  file(file&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  file& operator=(file&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
+  explicit file(int fd) : d_(fd >= 0 ? std::make_shared<detail::descriptor>(fd) : nullptr) {}
+  file(file&&) noexcept = default;
+  file& operator=(file&&) noexcept = default;
   file(const file&) = delete;
   file& operator=(const file&) = delete;
-  ~file() { reset(); }
 
-  int fd() const noexcept { return fd_; }
-  explicit operator bool() const noexcept { return fd_ >= 0; }
-  /// Gives up ownership: the caller closes it.
-  int release() noexcept { return std::exchange(fd_, -1); }
+  int fd() const noexcept { return d_ ? d_->fd : -1; }
+  explicit operator bool() const noexcept { return fd() >= 0; }
+  /// Gives up ownership: the caller closes the descriptor (after the
+  /// operations still in flight on it have completed).
+  int release() noexcept {
+    if (!d_) return -1;
+    int fd = std::exchange(d_->fd, -1);
+    d_.reset();
+    return fd;
+  }
+  /// For operations: keeps the descriptor open while they are in flight.
+  detail::shared_descriptor share() const noexcept { return d_; }
+  /// No operation holds the descriptor any more.
+  bool sole_owner() const noexcept { return d_ && d_.use_count() == 1; }
 
  private:
-  void reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
+  detail::shared_descriptor d_;
 };
 
 /// openat(2). O_CLOEXEC is always added.
@@ -73,14 +94,25 @@ struct open {
   }
 };
 
-/// close(2) through the ring; the file is given up either way (Linux
-/// releases a descriptor even when close reports an error).
+/// close(2) through the ring, once no other operation uses the file; if
+/// some still do, the descriptor closes when the last of them completes.
+/// Either way the file is given up (Linux releases a descriptor even when
+/// close reports an error).
 struct close {
   file f;
+  bool closing = false;
 
   using output = void;
-  void prepare(io_uring_sqe* sqe) { io_uring_prep_close(sqe, f.fd()); }
+  void prepare(io_uring_sqe* sqe) {
+    closing = f.sole_owner();
+    if (closing) io_uring_prep_close(sqe, f.fd());
+    else io_uring_prep_nop(sqe);
+  }
   io::result<void> complete(int res, unsigned) {
+    if (!closing) {
+      f = file();
+      return {};
+    }
     f.release();
     if (res < 0) return io::error_of(res);
     return {};
@@ -91,13 +123,15 @@ struct close {
 /// passed in (its size is the length). The result is that buffer, cut to
 /// the bytes read (shorter at end of file, empty past it).
 struct read {
+  detail::shared_descriptor keep;
   int fd;
   std::uint64_t offset;
   io::bytes buffer;
 
-  read(const file& f, std::uint64_t off, std::size_t len) : fd(f.fd()), offset(off), buffer(len) {}
+  read(const file& f, std::uint64_t off, std::size_t len)
+      : keep(f.share()), fd(f.fd()), offset(off), buffer(len) {}
   read(const file& f, std::uint64_t off, io::bytes buf)
-      : fd(f.fd()), offset(off), buffer(std::move(buf)) {}
+      : keep(f.share()), fd(f.fd()), offset(off), buffer(std::move(buf)) {}
 
   using output = io::bytes;
   void prepare(io_uring_sqe* sqe) {
@@ -119,12 +153,13 @@ struct written {
 /// pwrite(2) of a buffer the operation owns. A short write is reported as
 /// such (`bytes` < buffer size), never retried behind your back.
 struct write {
+  detail::shared_descriptor keep;
   int fd;
   std::uint64_t offset;
   io::bytes buffer;
 
   write(const file& f, std::uint64_t off, io::bytes data)
-      : fd(f.fd()), offset(off), buffer(std::move(data)) {}
+      : keep(f.share()), fd(f.fd()), offset(off), buffer(std::move(data)) {}
 
   using output = written;
   void prepare(io_uring_sqe* sqe) {
@@ -138,13 +173,14 @@ struct write {
 
 /// preadv(2) into buffers the operation owns; each is cut to what it got.
 struct readv {
+  detail::shared_descriptor keep;
   int fd;
   std::uint64_t offset;
   std::vector<io::bytes> buffers;
   std::vector<iovec> iov;
 
   readv(const file& f, std::uint64_t off, std::vector<io::bytes> bufs)
-      : fd(f.fd()), offset(off), buffers(std::move(bufs)) {}
+      : keep(f.share()), fd(f.fd()), offset(off), buffers(std::move(bufs)) {}
 
   using output = std::vector<io::bytes>;
   void prepare(io_uring_sqe* sqe) {
@@ -166,13 +202,14 @@ struct readv {
 
 /// pwritev(2) of buffers the operation owns; `bytes` may be short.
 struct writev {
+  detail::shared_descriptor keep;
   int fd;
   std::uint64_t offset;
   std::vector<io::bytes> buffers;
   std::vector<iovec> iov;
 
   writev(const file& f, std::uint64_t off, std::vector<io::bytes> bufs)
-      : fd(f.fd()), offset(off), buffers(std::move(bufs)) {}
+      : keep(f.share()), fd(f.fd()), offset(off), buffers(std::move(bufs)) {}
 
   struct output_type {
     std::size_t bytes = 0;
@@ -192,13 +229,14 @@ struct writev {
 
 /// fallocate(2): `mode` as FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE...
 struct fallocate {
+  detail::shared_descriptor keep;
   int fd;
   int mode;
   std::uint64_t offset;
   std::uint64_t length;
 
   fallocate(const file& f, std::uint64_t off, std::uint64_t len, int m = 0)
-      : fd(f.fd()), mode(m), offset(off), length(len) {}
+      : keep(f.share()), fd(f.fd()), mode(m), offset(off), length(len) {}
 
   using output = void;
   void prepare(io_uring_sqe* sqe) { io_uring_prep_fallocate(sqe, fd, mode, offset, length); }
@@ -211,10 +249,11 @@ struct fallocate {
 /// ftruncate(2) through IORING_OP_FTRUNCATE (kernel 6.9+); on an older
 /// kernel it completes with EOPNOTSUPP (probed at start, never submitted).
 struct ftruncate {
+  detail::shared_descriptor keep;
   int fd;
   std::uint64_t length;
 
-  ftruncate(const file& f, std::uint64_t len) : fd(f.fd()), length(len) {}
+  ftruncate(const file& f, std::uint64_t len) : keep(f.share()), fd(f.fd()), length(len) {}
 
   using output = void;
   void prepare(io_uring_sqe* sqe);  // src/fs.cpp: liburing 2.3 has no helper
@@ -226,10 +265,11 @@ struct ftruncate {
 
 /// fsync(2), or fdatasync(2) with `data_only`.
 struct fsync {
+  detail::shared_descriptor keep;
   int fd;
   bool data_only = false;
 
-  explicit fsync(const file& f, bool data = false) : fd(f.fd()), data_only(data) {}
+  explicit fsync(const file& f, bool data = false) : keep(f.share()), fd(f.fd()), data_only(data) {}
 
   using output = void;
   void prepare(io_uring_sqe* sqe) {
@@ -261,7 +301,13 @@ struct stat {
   int dirfd = AT_FDCWD;
   struct statx record {};
 
-  static stat of(const file& f) { return stat{"", true, f.fd()}; }
+  detail::shared_descriptor keep{};  // set by of(file)
+
+  static stat of(const file& f) {
+    stat s{"", true, f.fd()};
+    s.keep = f.share();
+    return s;
+  }
 
   using output = metadata;
   void prepare(io_uring_sqe* sqe) {
@@ -352,5 +398,68 @@ struct link {
     return {};
   }
 };
+
+/// What io_uring has no opcode for, run on the runtime's small blocking
+/// pool (config::blocking_threads) and counted in runtime_stats::blocking_ops.
+/// Same `submit(op).then(fn)`; these cannot be cancelled (an actor that
+/// stops first never sees the result).
+namespace blocking {
+
+struct dir_entry {
+  std::string name;
+  unsigned char type = DT_UNKNOWN;  // DT_REG, DT_DIR, DT_LNK... as readdir(3) reports
+};
+
+/// The entries of a directory, without "." and "..", in readdir order.
+struct list_directory {
+  std::string path;
+
+  using blocking_tag = void;
+  using output = std::vector<dir_entry>;
+  io::result<output> run() {
+    DIR* d = ::opendir(path.c_str());
+    if (d == nullptr) return std::error_code(errno, std::generic_category());
+    output out;
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n != "." && n != "..") out.push_back({std::string(n), e->d_type});
+    }
+    int err = errno;
+    ::closedir(d);
+    if (err != 0) return std::error_code(err, std::generic_category());
+    return out;
+  }
+};
+
+/// realpath(3): the absolute path with every symlink, "." and ".." resolved.
+struct canonicalize {
+  std::string path;
+
+  using blocking_tag = void;
+  using output = std::string;
+  io::result<output> run() {
+    char* r = ::realpath(path.c_str(), nullptr);
+    if (r == nullptr) return std::error_code(errno, std::generic_category());
+    std::string out(r);
+    std::free(r);
+    return out;
+  }
+};
+
+/// chmod(2).
+struct chmod {
+  std::string path;
+  mode_t mode;
+
+  using blocking_tag = void;
+  using output = void;
+  io::result<void> run() {
+    if (::chmod(path.c_str(), mode) != 0) return std::error_code(errno, std::generic_category());
+    return {};
+  }
+};
+
+}  // namespace blocking
 
 }  // namespace troupe::fs

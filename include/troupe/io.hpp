@@ -39,6 +39,16 @@ concept operation = std::move_constructible<Op> && requires(Op& op, io_uring_sqe
   { op.complete(res, flags) } -> std::same_as<result<typename Op::output>>;
 };
 
+/// What `submit` runs on the runtime's small blocking pool instead of the
+/// ring, for what has no io_uring opcode (fs::blocking). `run` executes on
+/// a pool thread and must not touch actor state.
+template <class Op>
+concept blocking_operation = std::move_constructible<Op> && requires(Op& op) {
+  typename Op::output;
+  typename Op::blocking_tag;
+  { op.run() } -> std::same_as<result<typename Op::output>>;
+};
+
 /// The error of a negative CQE result.
 inline std::error_code error_of(int res) noexcept {
   return std::error_code(-res, std::generic_category());

@@ -46,6 +46,7 @@ struct runtime_stats {
   std::uint64_t foreign_doorbells = 0;
   std::uint64_t foreign_doorbell_faults_injected = 0;  // config::fault_injection
   std::uint64_t unbound_actors_live = 0;   // stealable actors alive, on any shard
+  std::uint64_t blocking_ops = 0;          // fs::blocking operations run by the pool
 
   /// Every envelope sent, from anywhere.
   std::uint64_t sent() const noexcept;

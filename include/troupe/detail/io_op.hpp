@@ -18,6 +18,8 @@
 #include <troupe/io.hpp>
 
 #include <cstdint>
+#include <new>
+#include <system_error>
 #include <utility>
 
 namespace troupe::detail {
@@ -31,11 +33,17 @@ struct pending_io : envelope {
   pending_io* prev = nullptr;  // the owner's list of operations
   pending_io* next_op = nullptr;
   void (*prepare)(pending_io*, io_uring_sqe*) = nullptr;
+  void (*run_blocking)(pending_io*) = nullptr;  // set for blocking-pool jobs
 };
 
 /// Submits `p` on the calling shard's ring for `owner` (shard threads only;
 /// throws troupe::error elsewhere).
 void submit_io(actor_base* owner, pending_io* p);
+
+/// Hands `p` (with run_blocking set) to the runtime's blocking pool for
+/// `owner` (shard threads only). Blocking jobs do not anchor the actor:
+/// their result is a message, and it reaches the actor wherever it runs.
+void submit_blocking(actor_base* owner, pending_io* p);
 
 /// The owner runs the completion: unlinks `p` and lifts its anchor.
 void io_delivered(actor_base* owner, pending_io* p) noexcept;
@@ -64,6 +72,30 @@ struct pending_io_with final : pending_io {
       (void)self->op.complete(self->res, self->cqe_flags);
     } catch (...) {
     }
+  }
+};
+
+template <class Op, class F>
+struct pending_blocking_with final : pending_io {
+  using output = typename Op::output;
+  Op op;
+  F then;
+  io::result<output> outcome{std::error_code{}};
+  pending_blocking_with(Op&& o, F&& f) : op(std::move(o)), then(std::move(f)) {
+    fn = &run;
+    run_blocking = [](pending_io* p) {
+      auto* self = static_cast<pending_blocking_with*>(p);
+      try {
+        self->outcome = self->op.run();
+      } catch (const std::bad_alloc&) {
+        self->outcome = io::result<output>(std::make_error_code(std::errc::not_enough_memory));
+      }
+    };
+  }
+  static void run(envelope* e, envelope_action act, control_block*) {
+    auto* self = static_cast<pending_blocking_with*>(e);
+    destroy_on_exit<pending_blocking_with> guard{self};
+    if (act == envelope_action::deliver) self->then(std::move(self->outcome));
   }
 };
 
