@@ -28,7 +28,9 @@
 // simpler flags when io_uring_setup answers -EINVAL.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace bench::peers {
 
@@ -135,5 +137,86 @@ inline std::uint64_t skewed_item(std::uint64_t acc, std::uint64_t actor, std::ui
 // actor done; the checksum must equal `expected` (else bench::fail).
 double caf_skewed_work(long actors, long items, std::uint32_t rounds, int threads,
                        std::uint64_t expected);
+
+// --- file_randread_4k, file_seqread: reads of a temporary data file ----------
+//
+// The data file is made of 4 KiB blocks; block b starts with b and ends with
+// ~b (each a native-endian uint64), the bytes between are filler. Every
+// completed read is checked against that pattern, so a read of the wrong
+// offset, a short read or a torn buffer fails the benchmark.
+
+// Size of one pattern block, of a random read and of an O_DIRECT buffer's
+// alignment.
+inline constexpr std::size_t file_block = 4096;
+
+// The data file, created in a fresh directory under $TMPDIR (else /tmp):
+// written with the pattern, fsync'ed, then read once through the page cache
+// with every block checked (so it is cached and known good). The file and
+// its directory are unlinked as soon as the descriptors are open: nothing is
+// left on disk however the process ends (bench::fail, a signal).
+//
+// O_DIRECT is probed, not assumed: a second descriptor is opened with
+// O_DIRECT and one 4 KiB-aligned block is read through it and checked.
+// direct_fd() is -1 when either step fails; direct_note() says what happened
+// (for stderr).
+class data_file {
+ public:
+  explicit data_file(std::uint64_t bytes);  // a multiple of file_block
+  ~data_file();
+  data_file(const data_file&) = delete;
+  data_file& operator=(const data_file&) = delete;
+
+  int fd() const noexcept { return fd_; }
+  int direct_fd() const noexcept { return direct_fd_; }
+  const std::string& direct_note() const noexcept { return direct_note_; }
+  std::uint64_t size() const noexcept { return size_; }
+  std::uint64_t blocks() const noexcept { return size_ / file_block; }
+
+ private:
+  int fd_ = -1;
+  int direct_fd_ = -1;
+  std::uint64_t size_ = 0;
+  std::string direct_note_;
+};
+
+// True when `p` holds pattern block `index` (its first and last uint64).
+bool block_ok(const std::byte* p, std::uint64_t index) noexcept;
+
+// Fails the benchmark (bench::fail, naming `what`) unless `p` holds `len`
+// bytes (a multiple of file_block) of the file starting at block `first`.
+void check_blocks(const std::byte* p, std::size_t len, std::uint64_t first, const char* what);
+
+// The block of random read number `i` (0, 1, ...) of a file of `blocks`
+// blocks: splitmix64 of a fixed seed plus i, modulo `blocks`. Every
+// implementation reads the same blocks; each may split the indices between
+// its workers as it likes.
+std::uint64_t random_block(std::uint64_t i, std::uint64_t blocks) noexcept;
+
+// The wrapping sum of random_block(i) over i in [0, reads): what the sum of
+// the blocks an implementation read must come to.
+std::uint64_t random_blocks_sum(long reads, std::uint64_t blocks) noexcept;
+
+// Random 4 KiB reads (random_block(0..reads-1)) of `fd` from one thread
+// pinned to CPU 0: a liburing loop that keeps `depth` reads in flight
+// (SINGLE_ISSUER|COOP_TASKRUN|TASKRUN_FLAG ring, as troupe's default; plain
+// io_uring_prep_read into 4 KiB-aligned buffers, no registered files or
+// buffers), reaping every ready CQE and refilling before each
+// io_uring_submit_and_wait(1). Every read is checked. IOPS.
+double uring_randread(int fd, std::uint64_t blocks, long reads, unsigned depth);
+
+// The same reads with pread(2) from `threads` threads (pinned to CPU 0, 1,
+// ...), thread t taking the reads i with i % threads == t, one at a time
+// (4 KiB-aligned buffers). IOPS from the start barrier to the last read.
+double pread_pool_randread(int fd, std::uint64_t blocks, long reads, int threads);
+
+// Sequential read of the file (`size` bytes, a multiple of `chunk`), `passes`
+// times, in `chunk`-byte reads: one liburing thread on CPU 0 keeping `depth`
+// chunks in flight, issued in file order. Every chunk is checked. GiB/s
+// (passes * size bytes over the time).
+double uring_seqread(int fd, std::uint64_t size, std::size_t chunk, int passes, unsigned depth);
+
+// The same with pread(2) from `threads` threads: chunk c goes to thread
+// c % threads, each thread reading its chunks in order, one at a time.
+double pread_pool_seqread(int fd, std::uint64_t size, std::size_t chunk, int passes, int threads);
 
 }  // namespace bench::peers
