@@ -218,8 +218,7 @@ void io_delivered(actor_base* owner, pending_io* p) noexcept {
   if (p->prev) p->prev->next_op = p->next_op;
   else x->io_head = p->next_op;
   if (p->next_op) p->next_op->prev = p->prev;
-  p->prev = p->next_op = nullptr;
-  anchor(actor_access::cb(*owner), -1);
+  p->prev = p->next_op = nullptr;  // its anchor went when its CQE came (io.cpp)
 }
 
 void post_monitor(control_block* target, control_block* watcher, down_factory make) {

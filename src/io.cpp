@@ -64,6 +64,13 @@ void shard::complete_io(pending_io* p, int res, unsigned flags) noexcept {
     dead_letter_unsent(owner, p);
   } else {
     p->st = pending_io::state::completed;
+    // Out of the kernel: the completion is a message now and may follow
+    // the actor to another shard, so the anchor goes here, not when the
+    // continuation runs (examples/checksum: hashers were never stolen).
+    // This shard is the actor's (it is anchored), so this thread is the
+    // only one that may run it: no handler of it runs concurrently.
+    owner->anchors_.store(owner->anchors_.load(std::memory_order_relaxed) - 1,
+                          std::memory_order_relaxed);
     post(owner, p);
   }
   owner->release();  // the record's reference

@@ -34,7 +34,8 @@
 //   nodes live on this shard's heap; later, I/O on this shard's ring) has
 //   `anchors_` > 0: it is queued on the ready queue, not the deque, and it is
 //   not steered, so it stays where its timers are. `anchors_` changes only
-//   while the actor runs.
+//   on the anchoring shard's thread: while the actor runs, or when the CQE
+//   of one of its operations comes back.
 // - References. The token holds one reference; the life reference is held
 //   while the actor is alive (dropped by kill). A dead actor keeps being
 //   scheduled until its mailbox is drained, like a pinned one.

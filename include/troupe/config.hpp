@@ -69,7 +69,7 @@ struct config {
   std::chrono::microseconds spin_before_park = defaults::spin_before_park;
   thread_pinning pinning = thread_pinning::cpu;
   foreign_doorbell foreign = foreign_doorbell::automatic;
-  work_stealing stealing;
+  work_stealing stealing{};
   /// Threads for fs::blocking operations (started on first use).
   unsigned blocking_threads = defaults::blocking_threads;
 
@@ -85,7 +85,7 @@ struct config {
     /// This io_uring opcode counts as missing from the kernel's probe, so
     /// operations using it take their "unsupported" path. -1: none.
     int hide_opcode = -1;
-  } fault_injection;
+  } fault_injection{};
 };
 
 }  // namespace troupe

@@ -38,7 +38,8 @@ struct sticky {
 /// shard between two messages when that shard is idle (work stealing) or
 /// when it is woken on a busy shard (steering). It never runs on two shards
 /// at once, and every sender's messages still arrive in send order. While it
-/// has asks or `every` timers in flight (later: I/O) it stays where it is.
+/// has asks, `every` timers or I/O operations in the kernel, it stays where
+/// it is.
 /// See doc/placement.md.
 struct stealable {};
 

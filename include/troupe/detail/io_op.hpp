@@ -45,7 +45,8 @@ void submit_io(actor_base* owner, pending_io* p);
 /// their result is a message, and it reaches the actor wherever it runs.
 void submit_blocking(actor_base* owner, pending_io* p);
 
-/// The owner runs the completion: unlinks `p` and lifts its anchor.
+/// The owner runs the completion: unlinks `p` (its anchor was lifted when
+/// its CQE came back).
 void io_delivered(actor_base* owner, pending_io* p) noexcept;
 
 template <class Op, class F>
