@@ -1,4 +1,5 @@
-// The flagship example: a tiny market-data pipeline.
+// A tiny market-data pipeline (the first flagship; examples/checksum.cpp is
+// the current one).
 //
 // - `feed` (pinned to shard 0) ticks on a periodic timer and publishes a
 //   quote per symbol to that symbol's `book`;
