@@ -41,6 +41,9 @@ void shard::start_io(pending_io* p) noexcept {
     log().debug("shard {}: opcode {} is not supported by this kernel", id_, prepared.opcode);
     return complete_io(p, -EOPNOTSUPP, 0);
   }
+  // One CQE per operation, and no link into the runtime's own SQEs that
+  // follow (io::raw lets users fill any SQE).
+  prepared.flags &= ~(IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
   io_uring_sqe* sqe = ring_.sqe();
   *sqe = prepared;
   io_uring_sqe_set_data64(sqe, tag(cqe_kind::io, reinterpret_cast<std::uintptr_t>(p)));

@@ -356,6 +356,36 @@ BOOST_AUTO_TEST_CASE(a_file_closed_right_after_submit_stays_open_for_its_operati
   BOOST_TEST(open_fds() == before);
 }
 
+BOOST_AUTO_TEST_CASE(raw_sqes_come_back_as_raw_cqes) {
+  auto done = std::make_shared<std::promise<std::vector<int>>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(stealable{});
+  w.send(job{[done](worker& self) {
+    auto res = std::make_shared<std::vector<int>>();
+    auto note = [res, done](io::result<io::cqe> c) {
+      res->push_back(c->res);
+      if (res->size() == 3) done->set_value(*res);
+    };
+    self.submit(io::raw{[](io_uring_sqe* s) { io_uring_prep_nop(s); }}).then(note);
+    // A user that sets the flags the runtime owns still gets its one CQE.
+    self.submit(io::raw{[](io_uring_sqe* s) {
+      io_uring_prep_nop(s);
+      s->flags |= IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_LINK;
+    }}).then(note);
+    // An opcode no kernel has: never reaches the ring.
+    self.submit(io::raw{[](io_uring_sqe* s) {
+      io_uring_prep_nop(s);
+      s->opcode = 250;
+    }}).then(note);
+  }});
+  auto got = await(verdict);
+  std::sort(got.begin(), got.end());
+  BOOST_TEST(got == (std::vector<int>{-EOPNOTSUPP, 0, 0}), boost::test_tools::per_element());
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
 namespace {
 
 struct reads_done {

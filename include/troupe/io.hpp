@@ -49,6 +49,34 @@ concept blocking_operation = std::move_constructible<Op> && requires(Op& op) {
   { op.run() } -> std::same_as<result<typename Op::output>>;
 };
 
+/// A raw completion: the CQE's res and flags as the kernel wrote them.
+struct cqe {
+  int res = 0;
+  unsigned flags = 0;
+};
+
+/// Any SQE you fill yourself, for opcodes troupe does not wrap:
+///
+///   submit(io::raw{[buf](io_uring_sqe* s) { io_uring_prep_...(s, ...); }})
+///       .then([](io::result<io::cqe> c) { ... c->res ... });
+///
+/// UNSAFE, and on you: everything the SQE points to must stay valid until
+/// the continuation runs — own it in the lambda (it lives in the operation
+/// record until then), never point into actor state. Do not set user_data
+/// or the IOSQE_CQE_SKIP_SUCCESS flag (the runtime owns them); multishot
+/// requests are not supported (one CQE per operation). The CQE comes back
+/// as is: a negative res is a value here, not an error. doc/io.md.
+template <class Fill>
+struct raw {
+  Fill fill;
+
+  using output = cqe;
+  void prepare(io_uring_sqe* sqe) { fill(sqe); }
+  result<cqe> complete(int res, unsigned flags) { return cqe{res, flags}; }
+};
+template <class Fill>
+raw(Fill) -> raw<Fill>;
+
 /// The error of a negative CQE result.
 inline std::error_code error_of(int res) noexcept {
   return std::error_code(-res, std::generic_category());

@@ -204,7 +204,8 @@ struct pending_ask : timer_node {
 template <class R, class F>
 struct pending_ask_with final : pending_ask {
   F fn;
-  explicit pending_ask_with(F&& f) : fn(std::move(f)) {}
+  template <class G>
+  explicit pending_ask_with(G&& g) : fn(std::forward<G>(g)) {}
   void complete(void* r) override { fn(std::move(*static_cast<result<R>*>(r))); }
   void fail(std::error_code ec) override { fn(result<R>(ec)); }
 };

@@ -53,7 +53,8 @@ template <class Op, class F>
 struct pending_io_with final : pending_io {
   Op op;
   F then;
-  pending_io_with(Op&& o, F&& f) : op(std::move(o)), then(std::move(f)) {
+  template <class G>
+  pending_io_with(Op&& o, G&& g) : op(std::move(o)), then(std::forward<G>(g)) {
     fn = &run;
     prepare = [](pending_io* p, io_uring_sqe* sqe) {
       static_cast<pending_io_with*>(p)->op.prepare(sqe);
@@ -82,7 +83,8 @@ struct pending_blocking_with final : pending_io {
   Op op;
   F then;
   io::result<output> outcome{std::error_code{}};
-  pending_blocking_with(Op&& o, F&& f) : op(std::move(o)), then(std::move(f)) {
+  template <class G>
+  pending_blocking_with(Op&& o, G&& g) : op(std::move(o)), then(std::forward<G>(g)) {
     fn = &run;
     run_blocking = [](pending_io* p) {
       auto* self = static_cast<pending_blocking_with*>(p);
