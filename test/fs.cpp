@@ -298,6 +298,31 @@ BOOST_AUTO_TEST_CASE(blocking_pool_operations) {
   check_quiescent(st);
 }
 
+BOOST_AUTO_TEST_CASE(walking_a_tree_on_the_blocking_pool) {
+  scratch tmp;
+  stdfs::create_directories(tmp.dir / "x/y/z");
+  for (const char* n : {"top", "x/one", "x/y/two", "x/y/z/three"}) std::fclose(std::fopen((tmp / n).c_str(), "w"));
+  stdfs::create_directory_symlink(tmp.dir / "x", tmp.dir / "loop");  // listed, not followed
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[&, done](worker& self) {
+    self.submit(fs::blocking::walk{tmp.dir.string()}).then([done](io::result<std::vector<fs::blocking::dir_entry>> r) {
+      if (!r) return done->set_value("walk: " + r.error().message());
+      std::vector<std::string> names;
+      for (auto& e : *r) names.push_back(e.name);
+      std::sort(names.begin(), names.end());
+      std::string joined;
+      for (auto& n : names) joined += n + " ";
+      done->set_value(joined);
+    });
+  }});
+  BOOST_TEST(await(verdict) == "loop top x x/one x/y x/y/two x/y/z x/y/z/three ");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
 BOOST_AUTO_TEST_CASE(stopping_with_blocking_jobs_in_flight_drops_their_results) {
   scratch tmp;
   for (int i = 0; i < 200; ++i) std::fclose(std::fopen((tmp / std::to_string(i)).c_str(), "w"));

@@ -447,6 +447,40 @@ struct canonicalize {
   }
 };
 
+/// Every entry below `path`, depth first, as paths relative to it (symlinks
+/// to directories are listed, not followed). An entry that vanishes or
+/// cannot be read during the walk is skipped; a `path` that cannot be
+/// opened is the error.
+struct walk {
+  std::string path;
+
+  using blocking_tag = void;
+  using output = std::vector<dir_entry>;  // name: the relative path
+  io::result<output> run() {
+    output out;
+    std::string rel;
+    if (int err = visit(path, rel, out); err != 0) return std::error_code(err, std::generic_category());
+    return out;
+  }
+
+ private:
+  static int visit(const std::string& root, std::string& rel, output& out) {
+    DIR* d = ::opendir((rel.empty() ? root : root + "/" + rel).c_str());
+    if (d == nullptr) return errno;
+    std::vector<std::string> subdirs;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n == "." || n == "..") continue;
+      std::string child = rel.empty() ? std::string(n) : rel + "/" + std::string(n);
+      out.push_back({child, e->d_type});
+      if (e->d_type == DT_DIR) subdirs.push_back(std::move(child));
+    }
+    ::closedir(d);
+    for (std::string& sub : subdirs) (void)visit(root, sub, out);  // unreadable subtrees are skipped
+    return 0;
+  }
+};
+
 /// chmod(2).
 struct chmod {
   std::string path;
