@@ -16,6 +16,8 @@
 //                   takes half of the reads and keeps 16 fs::read in flight
 //                   through submit(...).then(...), re-issuing from the
 //                   continuation with the buffer the result handed back.
+//   troupe_1shard   the same on a 1-shard runtime, one actor with 32 reads in
+//                   flight: the like-for-like row against raw_uring_qd32.
 //   raw_uring_qd32  one liburing thread on CPU 0, 32 reads in flight.
 //   pread_pool2     two threads (CPU 0, 1) doing pread(2), read i on thread i % 2.
 //
@@ -54,7 +56,7 @@ using bench::peers::file_block;
 
 constexpr const char* kBench = "file_randread_4k";
 constexpr troupe::shard_id kShards = 2;
-constexpr unsigned kDepthPerActor = 16;  // x kShards = 32
+constexpr unsigned kDepth = 32;  // in total, split over the readers
 
 struct shared_state {
   std::atomic<int> readers_left{0};
@@ -73,6 +75,7 @@ class reader : public troupe::actor<reader> {
   std::uint64_t blocks_;
   long next_, end_;  // reads [next_, end_) are still to issue
   long left_;        // reads still to complete
+  unsigned depth_;   // reads this actor keeps in flight
   std::uint64_t sum_ = 0;
   long completed_ = 0;
 
@@ -103,31 +106,33 @@ class reader : public troupe::actor<reader> {
   }
 
  public:
-  reader(shared_state* st, int fd, std::uint64_t blocks, long begin, long end)
-      : st_(st), file_(::dup(fd)), blocks_(blocks), next_(begin), end_(end), left_(end - begin) {}
+  reader(shared_state* st, int fd, std::uint64_t blocks, long begin, long end, unsigned depth)
+      : st_(st), file_(::dup(fd)), blocks_(blocks), next_(begin), end_(end), left_(end - begin),
+        depth_(depth) {}
 
   void on(const go&) {
     if (!file_) bench::fail(std::string(kBench) + " troupe: dup of the data file's descriptor failed");
-    for (unsigned k = 0; k < kDepthPerActor && next_ < end_; ++k) issue(io::bytes(file_block));
+    for (unsigned k = 0; k < depth_ && next_ < end_; ++k) issue(io::bytes(file_block));
   }
   long on(const get_completed&) { return completed_; }
 };
 
-double troupe_randread(int fd, std::uint64_t blocks, long reads, std::uint64_t expected_sum) {
-  const std::string what = std::string(kBench) + " troupe";
+double troupe_randread(int fd, std::uint64_t blocks, long reads, std::uint64_t expected_sum,
+                       troupe::shard_id shards) {
+  const std::string what = std::string(kBench) + (shards == 1 ? " troupe_1shard" : " troupe");
   bench::watchdog w(what);
   troupe::config cfg;
-  cfg.shards = kShards;
+  cfg.shards = shards;
   shared_state st;
   bench::clock::time_point t0;
   {
     troupe::runtime rt{cfg};
     std::vector<troupe::ref<reader>> rs;
-    for (troupe::shard_id s = 0; s < kShards; ++s) {
-      const long begin = reads * long(s) / kShards, end = reads * long(s + 1) / kShards;
+    for (troupe::shard_id s = 0; s < shards; ++s) {
+      const long begin = reads * long(s) / shards, end = reads * long(s + 1) / shards;
       if (begin == end) continue;
       st.readers_left.fetch_add(1);
-      rs.push_back(rt.spawn<reader>(troupe::pinned{s}, &st, fd, blocks, begin, end));
+      rs.push_back(rt.spawn<reader>(troupe::pinned{s}, &st, fd, blocks, begin, end, kDepth / shards));
     }
     // Every reader is constructed before the clock starts.
     for (auto& r : rs) bench::check(rt.ask(r, get_completed{}).get() == 0, what + ": fresh reader has reads");
@@ -169,7 +174,10 @@ int main(int argc, char** argv) {
   const std::uint64_t expected = p::random_blocks_sum(reads, f.blocks());
   bench::run_interleaved(o, kBench, "IOPS",
                          {
-                             {"troupe", [&] { return troupe_randread(f.fd(), f.blocks(), reads, expected); }},
+                             {"troupe", [&] { return troupe_randread(f.fd(), f.blocks(), reads, expected, kShards); }},
+                             // Same CPU count as raw_uring_qd32: one shard, one actor, QD 32.
+                             {"troupe_1shard",
+                              [&] { return troupe_randread(f.fd(), f.blocks(), reads, expected, 1); }},
                              {"raw_uring_qd32", [&] { return p::uring_randread(f.fd(), f.blocks(), reads, 32); }},
                              {"pread_pool2", [&] { return p::pread_pool_randread(f.fd(), f.blocks(), reads, 2); }},
                          });
