@@ -11,6 +11,7 @@
 #include "fixture.hpp"
 
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -86,6 +87,21 @@ class heartbeat : public troupe::actor<heartbeat> {
     if (++beats_ == 3) cancel(timer_);
   }
   void on(const reminder&) { stop(); }         // on_stop, then monitors get down
+};
+// [end]
+
+// [io-logger]
+class logger : public troupe::actor<logger> {
+  std::shared_ptr<troupe::fs::file> file_;
+
+ public:
+  void on_start() {
+    submit(troupe::fs::open{"app.log", O_WRONLY | O_CREAT | O_APPEND, 0644})
+        .then([this](troupe::io::result<troupe::fs::file> f) {
+          if (!f) return stop();  // f.error() is the errno, e.g. EACCES
+          file_ = std::make_shared<troupe::fs::file>(std::move(*f));
+        });
+  }
 };
 // [end]
 
