@@ -68,9 +68,11 @@ class [[nodiscard("an ask is sent by .then(fn)")]] ask_request {
 
 /// What `submit(op)` inside an actor returns: call `.then(fn)` to issue it.
 /// `fn(io::result<Output>)` runs later as a message of this actor, on its
-/// shard. If the actor stops first, the operation is cancelled and `fn`
-/// never runs.
-template <io::operation Op>
+/// shard. A ring operation (io::operation) is cancelled if the actor stops
+/// first; a blocking one (io::blocking_operation) runs to its end. Either
+/// way `fn` never runs for a stopped actor.
+template <class Op>
+  requires io::operation<Op> || io::blocking_operation<Op>
 class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
  public:
   using output = typename Op::output;
@@ -82,30 +84,12 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
     static_assert(std::is_invocable_v<F&, io::result<output>>,
                   "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
     detail::control_block* cb = detail::actor_access::cb(*owner_);
-    detail::submit_io(owner_, detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(
-                                  cb, std::move(op_), std::forward<F>(fn)));
-  }
-
- private:
-  actor_base* owner_;
-  Op op_;
-};
-
-/// What `submit(op)` returns for a blocking-pool operation (fs::blocking).
-template <io::blocking_operation Op>
-class [[nodiscard("a blocking operation is issued by .then(fn)")]] blocking_request {
- public:
-  using output = typename Op::output;
-
-  blocking_request(actor_base* owner, Op&& op) : owner_(owner), op_(std::move(op)) {}
-
-  template <class F>
-  void then(F&& fn) && {
-    static_assert(std::is_invocable_v<F&, io::result<output>>,
-                  "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
-    detail::control_block* cb = detail::actor_access::cb(*owner_);
-    detail::submit_blocking(owner_, detail::make_envelope<detail::pending_blocking_with<Op, std::decay_t<F>>>(
-                                        cb, std::move(op_), std::forward<F>(fn)));
+    if constexpr (io::blocking_operation<Op>)
+      detail::submit_blocking(owner_, detail::make_envelope<detail::pending_blocking_with<Op, std::decay_t<F>>>(
+                                          cb, std::move(op_), std::forward<F>(fn)));
+    else
+      detail::submit_io(owner_, detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(
+                                    cb, std::move(op_), std::forward<F>(fn)));
   }
 
  private:
@@ -139,20 +123,14 @@ class actor : public actor_base {
     return ask_request<A, M>(this, to, std::forward<M>(m), timeout);
   }
 
-  /// Issues an I/O operation (fs.hpp, io.hpp) on this shard's ring; through
-  /// `.then(fn)`, fn runs with its result as a message of this actor. While
-  /// operations are in flight an unbound actor stays on this shard.
-  template <io::operation Op>
+  /// Issues an I/O operation (fs.hpp, io.hpp): on this shard's ring, or for
+  /// fs::blocking ones on the runtime's blocking pool. Through `.then(fn)`,
+  /// fn runs with its result as a message of this actor. While ring
+  /// operations are in the kernel an unbound actor stays on this shard.
+  template <class Op>
+    requires io::operation<Op> || io::blocking_operation<Op>
   io_request<Op> submit(Op op) {
     return io_request<Op>(this, std::move(op));
-  }
-
-  /// Runs a blocking operation (fs::blocking) on the runtime's small pool of
-  /// threads; fn runs with its result as a message of this actor. It cannot
-  /// be cancelled: if the actor stops first, the result is dropped.
-  template <io::blocking_operation Op>
-  blocking_request<Op> submit(Op op) {
-    return blocking_request<Op>(this, std::move(op));
   }
 
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no

@@ -114,8 +114,7 @@ struct close {
       return {};
     }
     f.release();
-    if (res < 0) return io::error_of(res);
-    return {};
+    return io::status_of(res);
   }
 };
 
@@ -240,10 +239,7 @@ struct fallocate {
 
   using output = void;
   void prepare(io_uring_sqe* sqe) { io_uring_prep_fallocate(sqe, fd, mode, offset, length); }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// ftruncate(2) through IORING_OP_FTRUNCATE (kernel 6.9+); on an older
@@ -257,10 +253,7 @@ struct ftruncate {
 
   using output = void;
   void prepare(io_uring_sqe* sqe);  // src/fs.cpp: liburing 2.3 has no helper
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// fsync(2), or fdatasync(2) with `data_only`.
@@ -275,10 +268,7 @@ struct fsync {
   void prepare(io_uring_sqe* sqe) {
     io_uring_prep_fsync(sqe, fd, data_only ? IORING_FSYNC_DATASYNC : 0);
   }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// What statx(2) reports, in the units users expect.
@@ -335,10 +325,7 @@ struct unlink {
   void prepare(io_uring_sqe* sqe) {
     io_uring_prep_unlinkat(sqe, dirfd, path.c_str(), directory ? AT_REMOVEDIR : 0);
   }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// mkdirat(2).
@@ -349,10 +336,7 @@ struct mkdir {
 
   using output = void;
   void prepare(io_uring_sqe* sqe) { io_uring_prep_mkdirat(sqe, dirfd, path.c_str(), mode); }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// renameat2(2); `flags` as RENAME_NOREPLACE etc.
@@ -365,10 +349,7 @@ struct rename {
   void prepare(io_uring_sqe* sqe) {
     io_uring_prep_renameat(sqe, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), flags);
   }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// symlinkat(2): a link at `path` pointing to `target`.
@@ -378,10 +359,7 @@ struct symlink {
 
   using output = void;
   void prepare(io_uring_sqe* sqe) { io_uring_prep_symlinkat(sqe, target.c_str(), AT_FDCWD, path.c_str()); }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// linkat(2): a hard link at `path` to the existing `from`.
@@ -393,10 +371,7 @@ struct link {
   void prepare(io_uring_sqe* sqe) {
     io_uring_prep_linkat(sqe, AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), 0);
   }
-  io::result<void> complete(int res, unsigned) {
-    if (res < 0) return io::error_of(res);
-    return {};
-  }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
 /// What io_uring has no opcode for, run on the runtime's small blocking

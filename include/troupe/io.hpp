@@ -82,4 +82,10 @@ inline std::error_code error_of(int res) noexcept {
   return std::error_code(-res, std::generic_category());
 }
 
+/// The result of an operation whose CQE carries nothing but success or -errno.
+inline result<void> status_of(int res) noexcept {
+  if (res < 0) return error_of(res);
+  return {};
+}
+
 }  // namespace troupe::io

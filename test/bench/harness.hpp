@@ -10,6 +10,8 @@
 #pragma once
 
 #include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,6 +71,19 @@ inline void emit(std::string_view bench, std::string_view impl, std::string_view
               int(bench.size()), bench.data(), int(impl.size()), impl.data(), int(unit.size()),
               unit.data(), value);
   std::fflush(stdout);
+}
+
+/// Pins the calling thread to CPU `cpu` (modulo the CPU count); peers pin
+/// their threads the way troupe pins its shards.
+inline void pin(int cpu) {
+  int n = int(std::thread::hardware_concurrency());
+  if (n <= 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu % n, &set);
+  static std::atomic<bool> warned{false};
+  if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0 && !warned.exchange(true))
+    std::fprintf(stderr, "peers: pthread_setaffinity_np failed, running unpinned\n");
 }
 
 inline double median(std::vector<double> v) {

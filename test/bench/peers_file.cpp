@@ -33,16 +33,7 @@ constexpr std::uint64_t kSeed = 0x5eed'f11e'4b10'c4aaull;
 
 std::string errno_text(int e) { return std::strerror(e); }
 
-void pin(int cpu) {
-  int n = int(std::thread::hardware_concurrency());
-  if (n <= 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu % n, &set);
-  static std::atomic<bool> warned{false};
-  if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0 && !warned.exchange(true))
-    std::fprintf(stderr, "peers: pthread_setaffinity_np failed, running unpinned\n");
-}
+using bench::pin;
 
 std::uint64_t splitmix64(std::uint64_t x) noexcept {
   std::uint64_t z = x + 0x9e3779b97f4a7c15ull;

@@ -42,16 +42,7 @@ inline void relax() { __builtin_ia32_pause(); }
 
 using bench::watchdog;
 
-void pin(int cpu) {
-  int n = int(std::thread::hardware_concurrency());
-  if (n <= 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu % n, &set);
-  static std::atomic<bool> warned{false};
-  if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0 && !warned.exchange(true))
-    std::fprintf(stderr, "peers: pthread_setaffinity_np failed, running unpinned\n");
-}
+using bench::pin;
 
 // Runs a() on CPU 0 and b() on CPU 1 under a watchdog.
 template <class A, class B>
