@@ -32,6 +32,11 @@ void shard::probe_opcodes() noexcept {
     supported_.reset(static_cast<std::size_t>(hidden));
 }
 
+bool ring_supports(const io_uring_sqe& prepared) noexcept {
+  shard* s = this_shard_ptr();
+  return s != nullptr && s->supports(prepared.opcode);
+}
+
 void shard::start_io(pending_io* p) noexcept {
   ++io_submitted_;
   // Prepared aside first: an opcode the kernel lacks never reaches the ring.
@@ -39,6 +44,7 @@ void shard::start_io(pending_io* p) noexcept {
   p->prepare(p, &prepared);
   if (!supports(prepared.opcode)) {
     log().debug("shard {}: opcode {} is not supported by this kernel", id_, prepared.opcode);
+    p->unsupported = true;  // the result is errc::unsupported
     return complete_io(p, -EOPNOTSUPP, 0);
   }
   // One CQE per operation, and no link into the runtime's own SQEs that

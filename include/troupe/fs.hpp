@@ -242,8 +242,8 @@ struct fallocate {
   io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
 
-/// ftruncate(2) through IORING_OP_FTRUNCATE (kernel 6.9+); on an older
-/// kernel it completes with EOPNOTSUPP (probed at start, never submitted).
+/// ftruncate(2) through IORING_OP_FTRUNCATE (Linux 6.9+); on an older
+/// kernel (probed at start) the same call runs on the blocking pool.
 struct ftruncate {
   detail::shared_descriptor keep;
   int fd;
@@ -254,6 +254,10 @@ struct ftruncate {
   using output = void;
   void prepare(io_uring_sqe* sqe);  // src/fs.cpp: liburing 2.3 has no helper
   io::result<void> complete(int res, unsigned) { return io::status_of(res); }
+  io::result<void> run() {
+    if (::ftruncate(fd, static_cast<off_t>(length)) != 0) return std::error_code(errno, std::generic_category());
+    return {};
+  }
 };
 
 /// fsync(2), or fdatasync(2) with `data_only`.

@@ -49,6 +49,15 @@ concept blocking_operation = std::move_constructible<Op> && requires(Op& op) {
   { op.run() } -> std::same_as<result<typename Op::output>>;
 };
 
+/// An operation that can also run as a plain syscall: when the kernel lacks
+/// its opcode (probed when the runtime starts), `submit` runs `run()` on the
+/// blocking pool instead (fs::ftruncate before Linux 6.9). An operation
+/// without it completes with errc::unsupported there.
+template <class Op>
+concept operation_with_fallback = operation<Op> && requires(Op& op) {
+  { op.run() } -> std::same_as<result<typename Op::output>>;
+};
+
 /// A raw completion: the CQE's res and flags as the kernel wrote them.
 struct cqe {
   int res = 0;

@@ -30,6 +30,7 @@ struct pending_io : envelope {
   int res = 0;
   unsigned cqe_flags = 0;
   state st = state::in_flight;
+  bool unsupported = false;  // the kernel lacks the opcode: never submitted
   pending_io* prev = nullptr;  // the owner's list of operations
   pending_io* next_op = nullptr;
   void (*prepare)(pending_io*, io_uring_sqe*) = nullptr;
@@ -39,6 +40,10 @@ struct pending_io : envelope {
 /// Submits `p` on the calling shard's ring for `owner` (shard threads only;
 /// throws troupe::error elsewhere).
 void submit_io(actor_base* owner, pending_io* p);
+
+/// Whether the calling shard's ring has the opcode of `prepared` (probed at
+/// start). Shard threads only.
+bool ring_supports(const io_uring_sqe& prepared) noexcept;
 
 /// Hands `p` (with run_blocking set) to the runtime's blocking pool for
 /// `owner` (shard threads only). Blocking jobs do not anchor the actor:
@@ -65,11 +70,13 @@ struct pending_io_with final : pending_io {
     destroy_on_exit<pending_io_with> guard{self};
     if (act == envelope_action::deliver) {
       io_delivered(cb->actor_, self);
-      self->then(self->op.complete(self->res, self->cqe_flags));
+      if (self->unsupported) self->then(io::result<typename Op::output>(errc::unsupported));
+      else self->then(self->op.complete(self->res, self->cqe_flags));
       return;
     }
     // Nobody takes the result: build it anyway and let it go, so that what
     // the kernel handed over (a descriptor an open returned) is released.
+    if (self->unsupported) return;
     try {
       (void)self->op.complete(self->res, self->cqe_flags);
     } catch (...) {
