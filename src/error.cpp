@@ -18,8 +18,13 @@ class category final : public std::error_category {
       case errc::actor_failed: return "the actor failed while answering";
       case errc::runtime_stopped: return "the runtime is stopping or stopped";
       case errc::unsupported: return "not supported by this kernel";
+      case errc::broken_promise: return "the actor dropped its promise without answering";
     }
     return "unknown troupe error";
+  }
+  std::error_condition default_error_condition(int v) const noexcept override {
+    if (static_cast<errc>(v) == errc::unsupported) return std::errc::operation_not_supported;
+    return std::error_condition(v, *this);
   }
 };
 }  // namespace

@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 using namespace troupe;
 using namespace troupe_test;
@@ -546,4 +547,121 @@ BOOST_AUTO_TEST_CASE(timer_ticks_do_not_break_the_mailbox_capacity_count) {
     BOOST_TEST(!g.try_send(payload{i}).has_value());  // never full: it keeps up
     BOOST_TEST(rt.ask(g, alive_q{}).wait().has_value());
   }
+}
+
+// ---------------------------------------------------------------------------
+// Answering later: deferred<R> and promise<R>
+
+namespace {
+
+struct lookup { int key; };
+struct answer_from_backend { int key; int value; };
+struct keep_pending { int key; };
+struct release_held {};
+struct count_q {};
+struct drop_it {};
+struct wrong_type {};
+
+class backend : public actor<backend> {
+ public:
+  int on(const lookup& l) { return l.key * 2; }
+};
+
+// Answers each lookup only once its backend (on another shard) has, and
+// takes other messages meanwhile.
+class relay : public actor<relay> {
+  ref<backend> backend_;
+  std::vector<promise<int>> held_;
+  int handled_ = 0;
+
+ public:
+  explicit relay(ref<backend> b) : backend_(std::move(b)) {}
+  deferred<int> on(const lookup& l) {
+    ++handled_;
+    ask(backend_, l).then([reply = reply_later<int>()](result<int> r) mutable { reply.deliver(r); });
+    return {};
+  }
+  deferred<int> on(const keep_pending&) {
+    held_.push_back(reply_later<int>());
+    return {};
+  }
+  void on(const release_held&) {
+    for (auto& p : held_) p.deliver(7);
+    held_.clear();
+  }
+  int on(const count_q&) { return handled_; }
+  deferred<int> on(const drop_it&) {
+    (void)reply_later<int>();  // taken and let go: broken_promise
+    return {};
+  }
+  deferred<int> on(const wrong_type&) {
+    (void)reply_later<long>();  // misuse: throws, the actor fails
+    return {};
+  }
+};
+
+struct lookups { int count; };
+
+class many_asker : public actor<many_asker> {
+  ref<relay> relay_;
+  std::shared_ptr<std::atomic<int>> ok_, bad_;
+
+ public:
+  many_asker(ref<relay> r, std::shared_ptr<std::atomic<int>> ok, std::shared_ptr<std::atomic<int>> bad)
+      : relay_(std::move(r)), ok_(std::move(ok)), bad_(std::move(bad)) {}
+  void on(const lookups& m) {
+    for (int i = 0; i < m.count; ++i)
+      ask(relay_, lookup{i}).then([this, i](result<int> r) { (r && *r == 2 * i ? *ok_ : *bad_) += 1; });
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_deferred_handler_answers_each_ask_later_through_its_promise) {
+  runtime rt{test_config()};
+  auto b = rt.spawn<backend>(pinned{1});
+  auto r = rt.spawn<relay>(pinned{0}, b);
+  // From a foreign thread: an ordinary ask of reply type int.
+  BOOST_TEST(rt.ask(r, lookup{21}).get() == 42);
+  // From an actor, 5000 at once, each answered with its own value.
+  auto ok = std::make_shared<std::atomic<int>>(0), bad = std::make_shared<std::atomic<int>>(0);
+  auto a = rt.spawn<many_asker>(pinned{1}, r, ok, bad);
+  a.send(lookups{5000});
+  BOOST_REQUIRE(eventually([&] { return ok->load() + bad->load() == 5000; }));
+  BOOST_TEST(bad->load() == 0);
+  BOOST_TEST(rt.ask(r, count_q{}).get() == 5001);
+  // A plain send to a deferred handler: the promise is empty, nobody waits.
+  r.send(lookup{1});
+  BOOST_TEST(rt.ask(r, count_q{}).get() == 5002);
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(a_promise_kept_across_messages_is_answered_when_delivered) {
+  runtime rt{test_config()};
+  auto r = rt.spawn<relay>(pinned{0}, rt.spawn<backend>(pinned{1}));
+  auto first = rt.ask(r, keep_pending{1});
+  auto second = rt.ask(r, keep_pending{2});
+  BOOST_TEST(rt.ask(r, count_q{}).get() == 0);  // the relay is not blocked by what it holds
+  r.send(release_held{});
+  BOOST_TEST(first.get() == 7);
+  BOOST_TEST(second.get() == 7);
+  rt.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_promise_dropped_or_held_by_a_stopping_actor_still_answers) {
+  runtime rt{test_config()};
+  auto r = rt.spawn<relay>(pinned{0}, rt.spawn<backend>(pinned{1}));
+  auto dropped = rt.ask(r, drop_it{}).wait();
+  BOOST_TEST(!dropped.has_value());
+  BOOST_TEST((dropped.error() == errc::broken_promise));
+  auto held = rt.ask(r, keep_pending{3});
+  BOOST_TEST(rt.ask(r, count_q{}).get() == 0);
+  auto failed = rt.ask(r, wrong_type{}).wait();  // reply_later<long> for deferred<int>: the relay fails
+  BOOST_TEST((failed.error() == errc::actor_failed));
+  auto stopped = held.wait();  // its promise died with the relay
+  BOOST_TEST(!stopped.has_value());
+  BOOST_TEST((stopped.error() == errc::actor_stopped));
+  rt.stop();
+  check_quiescent(rt.stats());
 }

@@ -22,6 +22,7 @@
 #include <troupe/detail/io_op.hpp>
 #include <troupe/io.hpp>
 #include <troupe/placement.hpp>
+#include <troupe/promise.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/spawn.hpp>
 
@@ -69,7 +70,8 @@ class [[nodiscard("an ask is sent by .then(fn)")]] ask_request {
 /// What `submit(op)` inside an actor returns: call `.then(fn)` to issue it.
 /// `fn(io::result<Output>)` runs later as a message of this actor, on its
 /// shard. A ring operation (io::operation) is cancelled if the actor stops
-/// first; a blocking one (io::blocking_operation) runs to its end. Either
+/// first; a blocking one (io::blocking_operation, or an
+/// io::operation_with_fallback whose opcode the kernel lacks) runs to its end. Either
 /// way `fn` never runs for a stopped actor.
 template <class Op>
   requires io::operation<Op> || io::blocking_operation<Op>
@@ -84,15 +86,26 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
     static_assert(std::is_invocable_v<F&, io::result<output>>,
                   "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
     detail::control_block* cb = detail::actor_access::cb(*owner_);
-    if constexpr (io::blocking_operation<Op>)
-      detail::submit_blocking(owner_, detail::make_envelope<detail::pending_blocking_with<Op, std::decay_t<F>>>(
-                                          cb, std::move(op_), std::forward<F>(fn)));
-    else
+    if constexpr (io::blocking_operation<Op>) {
+      blocking(cb, std::forward<F>(fn));
+    } else {
+      if constexpr (io::operation_with_fallback<Op>) {
+        io_uring_sqe probe{};
+        op_.prepare(&probe);  // prepare has no side effect the ring sees
+        if (!detail::ring_supports(probe)) return blocking(cb, std::forward<F>(fn));
+      }
       detail::submit_io(owner_, detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(
                                     cb, std::move(op_), std::forward<F>(fn)));
+    }
   }
 
  private:
+  template <class F>
+  void blocking(detail::control_block* cb, F&& fn) {
+    detail::submit_blocking(owner_, detail::make_envelope<detail::pending_blocking_with<Op, std::decay_t<F>>>(
+                                        cb, std::move(op_), std::forward<F>(fn)));
+  }
+
   actor_base* owner_;
   Op op_;
 };
@@ -121,6 +134,14 @@ class actor : public actor_base {
                   "troupe: ask(ref<Actor>, Message): the actor type has no handler on(Message) "
                   "for this message type — see 'with M = ...; A = ...' above");
     return ask_request<A, M>(this, to, std::forward<M>(m), timeout);
+  }
+
+  /// In a handler that returns deferred<R>: takes the promise of the ask
+  /// being handled, to answer it later (promise.hpp). An empty promise when
+  /// the message was sent, not asked.
+  template <class R>
+  promise<R> reply_later() {
+    return promise<R>::take(detail::actor_access::cb(*this));
   }
 
   /// Issues an I/O operation (fs.hpp, io.hpp): on this shard's ring, or for

@@ -18,8 +18,12 @@ enum class errc {
   actor_failed,
   /// The runtime is stopping or stopped; the request was not delivered.
   runtime_stopped,
-  /// The kernel lacks what the operation needs.
+  /// The kernel lacks what the operation needs (compares equal to
+  /// std::errc::operation_not_supported).
   unsupported,
+  /// The handler answered through a troupe::promise and then let the
+  /// promise go unanswered (a bug in that handler's actor).
+  broken_promise,
 };
 
 const std::error_category& troupe_category() noexcept;

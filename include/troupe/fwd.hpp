@@ -20,6 +20,8 @@ class any_ref;
 template <class Derived> class actor;
 class actor_base;
 struct down;
+template <class R> struct deferred;
+template <class R> class promise;
 struct shard_stats;
 struct runtime_stats;
 

@@ -7,6 +7,7 @@
 #include <troupe/fs.hpp>
 #include <troupe/io.hpp>
 #include <troupe/placement.hpp>
+#include <troupe/promise.hpp>
 #include <troupe/ref.hpp>
 #include <troupe/result.hpp>
 #include <troupe/runtime.hpp>

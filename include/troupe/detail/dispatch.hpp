@@ -6,6 +6,7 @@
 #include <troupe/detail/control_block.hpp>
 #include <troupe/detail/envelope.hpp>
 #include <troupe/detail/runtime_api.hpp>
+#include <troupe/fwd.hpp>
 #include <troupe/result.hpp>
 
 #include <atomic>
@@ -27,6 +28,19 @@ concept handles = requires(A& a, M&& m) { a.on(std::move(m)); };
 
 namespace troupe::detail {
 
+/// What a handler's return type answers an ask with: itself, or R for a
+/// handler that answers later through a promise (deferred<R>).
+template <class T>
+struct answer_of {
+  using type = T;
+  static constexpr bool later = false;
+};
+template <class R>
+struct answer_of<deferred<R>> {
+  using type = R;
+  static constexpr bool later = true;
+};
+
 /// The reply type of `A::on(M)`: what `ask` answers with. `void` when A has
 /// no handler for M, so that the callers' static_assert, not a substitution
 /// failure, is the first error a user sees.
@@ -37,7 +51,7 @@ struct reply_of {
 template <class A, class M>
   requires handles<A, M>
 struct reply_of<A, M> {
-  using type = decltype(std::declval<A&>().on(std::declval<M&&>()));
+  using type = typename answer_of<decltype(std::declval<A&>().on(std::declval<M&&>()))>::type;
 };
 template <class A, class M>
 using reply_type = typename reply_of<A, M>::type;
@@ -163,9 +177,19 @@ class reply_to {
   std::uint64_t id_ = 0;
 };
 
+/// The ask being handled on this thread by a handler that answers later:
+/// promise<R>::take moves `to` (a reply_to<R>*) out of it.
+struct reply_slot {
+  void* to;
+  const std::type_info* answer;
+  bool taken = false;
+};
+inline thread_local reply_slot* current_reply = nullptr;
+
 template <class A, class M>
 struct ask_envelope final : envelope {
   using reply = reply_type<A, M>;
+  static constexpr bool later = answer_of<decltype(std::declval<A&>().on(std::declval<M&&>()))>::later;
   reply_to<reply> to;
   M msg;
   template <class U>
@@ -177,7 +201,16 @@ struct ask_envelope final : envelope {
     destroy_on_exit<ask_envelope> guard{self};
     if (act != envelope_action::deliver) return;  // ~reply_to answers actor_stopped
     try {
-      if constexpr (std::is_void_v<reply>) {
+      if constexpr (later) {
+        reply_slot slot{&self->to, &typeid(reply)};
+        struct scope {
+          reply_slot* saved = std::exchange(current_reply, nullptr);
+          ~scope() { current_reply = saved; }
+        } restore;
+        current_reply = &slot;
+        (void)actor_of<A>(cb).on(std::move(self->msg));
+        if (!slot.taken) self->to.send(result<reply>(errc::broken_promise));
+      } else if constexpr (std::is_void_v<reply>) {
         actor_of<A>(cb).on(std::move(self->msg));
         self->to.send(result<void>{});
       } else {
