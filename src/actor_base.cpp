@@ -121,7 +121,7 @@ void fire_ask_timeout(timer_node* t, bool cancelled) {
 void fire_periodic(timer_node* t, bool cancelled) {
   if (cancelled) return;
   auto* p = static_cast<periodic_timer*>(t);
-  this_shard_ptr()->post(p->owner, p->source->make(p->owner));
+  this_shard_ptr()->post(p->owner, p->source->make(p->owner, p->id));
   std::int64_t now = now_ns();
   p->deadline_ns += p->period_ns;
   if (p->deadline_ns <= now) p->deadline_ns = now + p->period_ns;  // skip, don't queue up
@@ -166,6 +166,11 @@ void post_after(std::chrono::nanoseconds delay, control_block* target, envelope*
   d->deadline_ns = now_ns() + delay.count();
   target->add_ref();
   s->arm(d);
+}
+
+bool periodic_active(actor_base* a, timer_id id) noexcept {
+  actor_extras* x = actor_access::extras(*a);
+  return x != nullptr && x->timers.count(id) != 0;
 }
 
 timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick_source* source) {

@@ -36,9 +36,9 @@ class actor_base {
   /// Only from the actor's own handlers.
   void stop() noexcept { stop_requested_ = true; }
 
-  /// Cancels a periodic timer started with `every`: no tick is sent after
-  /// this call (one already in the mailbox still arrives). Unknown ids are
-  /// ignored. Only from the actor's own handlers.
+  /// Cancels a periodic timer started with `every`: no tick reaches the
+  /// actor after this call, not even one already in its mailbox. Unknown
+  /// ids are ignored. Only from the actor's own handlers.
   void cancel(timer_id id) noexcept;
 
  protected:

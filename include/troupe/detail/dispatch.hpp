@@ -251,18 +251,37 @@ std::uint64_t register_ask(actor_base* owner, pending_ask* p, std::chrono::nanos
 /// Posts `e` to `target` after `delay`, from the calling shard's timer heap.
 void post_after(std::chrono::nanoseconds delay, control_block* target, envelope* e);
 
+/// Whether the periodic timer `id` of `a` still runs (not cancelled).
+bool periodic_active(actor_base* a, timer_id id) noexcept;
+
+/// One tick of the periodic timer `id`: handled only while the timer runs,
+/// so that no tick reaches the actor after cancel(id), also one that was
+/// already in its mailbox.
+template <class A, class M>
+struct tick_envelope final : envelope {
+  timer_id id;
+  M msg;
+  tick_envelope(timer_id i, const M& m) : id(i), msg(m) { fn = &run; }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<tick_envelope*>(e);
+    destroy_on_exit<tick_envelope> guard{self};
+    if (act == envelope_action::deliver && periodic_active(cb->actor_, self->id))
+      (void)actor_of<A>(cb).on(std::move(self->msg));
+  }
+};
+
 /// Makes the envelope of one periodic tick.
 struct tick_source {
   virtual ~tick_source() = default;
-  virtual envelope* make(const control_block* to) = 0;
+  virtual envelope* make(const control_block* to, timer_id id) = 0;
 };
 
 template <class A, class M>
 struct tick_of final : tick_source {
   M msg;
   explicit tick_of(M m) : msg(std::move(m)) {}
-  envelope* make(const control_block* to) override {
-    return make_envelope<message_envelope<A, M>>(to, msg);
+  envelope* make(const control_block* to, timer_id id) override {
+    return make_envelope<tick_envelope<A, M>>(to, id, msg);
   }
 };
 
