@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "fixture.hpp"
+#include "io_fixture.hpp"
 
 #include <troupe/actor.hpp>
 #include <troupe/fs.hpp>
@@ -32,51 +33,6 @@ using namespace std::chrono_literals;
 namespace stdfs = std::filesystem;
 
 namespace {
-
-/// A fresh directory, removed with everything in it at the end.
-struct scratch {
-  stdfs::path dir;
-  scratch() {
-    char tmpl[] = "/tmp/troupe-fs-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-  }
-  ~scratch() { stdfs::remove_all(dir); }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
-
-int open_fds() {
-  int n = 0;
-  for (auto& e : stdfs::directory_iterator("/proc/self/fd")) {
-    (void)e;
-    ++n;
-  }
-  return n;
-}
-
-io::bytes bytes_of(const std::string& s) {
-  io::bytes b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
-  return b;
-}
-std::string string_of(const io::bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
-
-/// Runs a job inside an actor: tests write their I/O as continuations.
-class worker;
-struct job {
-  std::function<void(worker&)> run;
-};
-
-class worker : public actor<worker> {
- public:
-  void on(const job& j) { j.run(*this); }
-};
-
-/// The test thread waits for the actor's verdict.
-template <class T>
-T await(std::future<T>& f) {
-  BOOST_REQUIRE(f.wait_for(20s) == std::future_status::ready);
-  return f.get();
-}
 
 int err(const std::error_code& ec) { return ec.value(); }
 
