@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <linux/stat.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,16 +78,26 @@ class file {
   detail::shared_descriptor d_;
 };
 
-/// openat(2). O_CLOEXEC is always added.
+/// openat(2), or openat2(2) when `resolve` has RESOLVE_* flags (say
+/// RESOLVE_BENEATH with `dirfd`: a path that escapes it fails with EXDEV).
+/// O_CLOEXEC is always added.
 struct open {
   std::string path;
   int flags = O_RDONLY;
   mode_t mode = 0;
   int dirfd = AT_FDCWD;
+  std::uint64_t resolve = 0;
+  open_how how{};  // what openat2 reads at submission
 
   using output = file;
   void prepare(io_uring_sqe* sqe) {
-    io_uring_prep_openat(sqe, dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+    if (resolve == 0) return io_uring_prep_openat(sqe, dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+    how = open_how{};
+    how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
+    bool creates = (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
+    how.mode = creates ? mode : 0;  // openat2 refuses a mode otherwise
+    how.resolve = resolve;
+    io_uring_prep_openat2(sqe, dirfd, path.c_str(), &how);
   }
   io::result<file> complete(int res, unsigned) {
     if (res < 0) return io::error_of(res);

@@ -103,9 +103,9 @@ struct read_file_job {
 
   using ptr = std::unique_ptr<read_file_job>;
 
-  static void start(ptr j, std::string path) {
+  static void start(ptr j, open o) {
     actor_base* a = j->a;
-    issue(a, open{std::move(path), O_RDONLY}, [j = std::move(j)](io::result<file> f) mutable {
+    issue(a, std::move(o), [j = std::move(j)](io::result<file> f) mutable {
       if (!f) return j->done(f.error());
       j->f = std::move(*f);
       actor_base* a = j->a;
@@ -374,10 +374,16 @@ chain_request<Output, Start> make_chain(Start s) {
 /// Errors: open's (ENOENT, EACCES...), EISDIR for a directory, read's.
 template <class Self>
 auto read_file(Self& self, std::string path) {
+  return read_file(self, open{std::move(path), O_RDONLY});
+}
+
+/// The same, opening with `how` (say with a dirfd and RESOLVE_BENEATH).
+template <class Self>
+auto read_file(Self& self, open how) {
   actor_base* a = &self;
-  return detail::make_chain<io::bytes>([a, path = std::move(path)](auto fn) mutable {
+  return detail::make_chain<io::bytes>([a, how = std::move(how)](auto fn) mutable {
     using job = detail::read_file_job<decltype(fn)>;
-    job::start(typename job::ptr(new job{a, std::move(fn)}), std::move(path));
+    job::start(typename job::ptr(new job{a, std::move(fn)}), std::move(how));
   });
 }
 
