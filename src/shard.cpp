@@ -68,7 +68,9 @@ shard::shard(runtime_core& core, shard_id id)
       steal_every_turn_(core.cfg().fault_injection.steal_every_turn),
       rng_(0x9e3779b97f4a7c15ull * (id + 1)) {}
 
-shard::~shard() = default;
+shard::~shard() {
+  if (fixed_ != nullptr) fixed_->release();
+}
 
 std::string name_of(const control_block* cb) {
   return fmt::format("{}#{}@{}", cb->type()->name, cb->id(), cb->shard());
@@ -79,6 +81,7 @@ std::string shard::open_ring() {
   std::string err = ring_.open(cfg(), id_);
   if (err.empty()) {
     probe_opcodes();
+    open_fixed_buffers();
     setup_.store(ring_.setup(), std::memory_order_release);
     ring_fd_.store(ring_.fd(), std::memory_order_release);
   }
@@ -86,6 +89,19 @@ std::string shard::open_ring() {
 }
 
 const config& shard::cfg() const noexcept { return core_.cfg(); }
+
+void shard::open_fixed_buffers() {
+  const auto& want = cfg().fixed_buffers;
+  if (want.count == 0) return;
+  fixed_ = new fixed_pool(want.count, want.size);
+  std::string why = fixed_->register_with(ring_.get());
+  // Not fatal: reads and writes into the buffers then go as plain ones.
+  if (!why.empty())
+    log().warn("shard {}: {} fixed buffers of {} bytes not registered with the ring ({}); they work as "
+               "plain buffers. Registered memory counts against RLIMIT_MEMLOCK: raise it (ulimit -l, "
+               "LimitMEMLOCK= in systemd) or lower config::fixed_buffers.",
+               id_, want.count, want.size, why);
+}
 
 // ---------------------------------------------------------------------------
 // Sending
@@ -687,6 +703,7 @@ void shard::shutdown() {
   core_.shutdown_barrier();
   // Phase 4: every envelope of this pool is home; close the ring.
   reap();
+  if (fixed_ != nullptr) fixed_->unregistered();  // buffers still held work as plain memory
   ring_.close();
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "envelope_pool.hpp"
+#include "fixed_pool.hpp"
 #include "ring.hpp"
 #include "steal_deque.hpp"
 #include "timer_heap.hpp"
@@ -126,6 +127,8 @@ class shard {
   void start_io(pending_io* p) noexcept;
   void cancel_io(pending_io* p) noexcept;
   bool supports(unsigned opcode) const noexcept { return opcode < 256 && supported_[opcode]; }
+  /// This shard's registered buffers, or nullptr (config::fixed_buffers).
+  fixed_pool* fixed() const noexcept { return fixed_; }
   const config& cfg() const noexcept;
 
  private:
@@ -153,6 +156,7 @@ class shard {
   void submit_if_late(std::int64_t& pending_since) noexcept;
   void complete_io(pending_io* p, int res, unsigned flags) noexcept;
   void probe_opcodes() noexcept;
+  void open_fixed_buffers();
 
   // Unbound actors (scheduler.cpp).
   void enqueue_unbound(control_block* cb) noexcept;
@@ -180,6 +184,7 @@ class shard {
   const bool stealing_;           // config::stealing.enabled, and more than one shard
   const bool steal_every_turn_;   // config::fault_injection
   std::bitset<256> supported_;    // opcodes the kernel has (probed at start)
+  fixed_pool* fixed_ = nullptr;   // holds one reference
   std::uint64_t rng_;             // victim choice (xorshift)
   steal_deque deque_;
   steal_deque::owner own_{deque_};

@@ -44,7 +44,7 @@ inline int open_fds() {
 
 inline io::bytes bytes_of(const std::string& s) {
   io::bytes b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
   return b;
 }
 inline std::string string_of(const io::bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }

@@ -20,6 +20,7 @@
 #include <troupe/defaults.hpp>
 #include <troupe/detail/dispatch.hpp>
 #include <troupe/detail/io_op.hpp>
+#include <troupe/fixed_buffer.hpp>
 #include <troupe/io.hpp>
 #include <troupe/placement.hpp>
 #include <troupe/promise.hpp>
@@ -153,6 +154,11 @@ class actor : public actor_base {
   io_request<Op> submit(Op op) {
     return io_request<Op>(this, std::move(op));
   }
+
+  /// A registered buffer of this shard (config::fixed_buffers), for
+  /// fs::read_fixed / write_fixed; empty when none is free or none is
+  /// configured. It goes back to its shard when the handle is destroyed.
+  io::fixed_buffer take_fixed_buffer() const noexcept { return detail::take_fixed_buffer(); }
 
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no
   /// timer thread).

@@ -72,6 +72,14 @@ struct config {
   work_stealing stealing{};
   /// Threads for fs::blocking operations (started on first use).
   unsigned blocking_threads = defaults::blocking_threads;
+  /// Buffers each shard registers with its ring at start, for
+  /// fs::read_fixed / write_fixed (fixed_buffer.hpp). `size` is rounded up
+  /// to the page size. Registration failing (RLIMIT_MEMLOCK) is logged,
+  /// not fatal: the buffers then work as plain memory.
+  struct registered_buffers {
+    unsigned count = defaults::fixed_buffer_count;
+    std::size_t size = defaults::fixed_buffer_size;
+  } fixed_buffers{};
 
   /// For tests: fault injection on the delivery path.
   struct faults {

@@ -90,4 +90,11 @@ inline constexpr unsigned wake_threshold = 0;
 /// peer shows up in tests and logs.
 inline constexpr std::chrono::milliseconds ask_timeout{10'000};
 
+/// Registered buffers per shard (config::fixed_buffers, fixed_buffer.hpp):
+/// none unless asked for, since registered memory is pinned and counts
+/// against RLIMIT_MEMLOCK. A size of 64 KiB covers 4 KiB random reads and
+/// 64 KiB sequential ones; doc/io.md has the figures with and without.
+inline constexpr unsigned fixed_buffer_count = 0;
+inline constexpr std::size_t fixed_buffer_size = 64 * 1024;
+
 }  // namespace troupe::defaults

@@ -8,6 +8,7 @@
 // See doc/io.md for the whole surface and its threading contract.
 #pragma once
 
+#include <troupe/fixed_buffer.hpp>
 #include <troupe/io.hpp>
 
 #include <dirent.h>
@@ -178,6 +179,66 @@ struct write {
   io::result<written> complete(int res, unsigned) {
     if (res < 0) return io::error_of(res);
     return written{static_cast<std::size_t>(res), std::move(buffer)};
+  }
+};
+
+/// pread(2) of up to `length` bytes (at most the buffer's capacity) into a
+/// registered buffer (IORING_OP_READ_FIXED); the result is the buffer, its
+/// size() what was read. On a shard the buffer is not registered with (an
+/// unbound actor that moved) it is a plain read of the same memory.
+struct read_fixed {
+  detail::shared_descriptor keep;
+  int fd;
+  std::uint64_t offset;
+  io::fixed_buffer buffer;
+  std::size_t length;
+
+  read_fixed(const file& f, std::uint64_t off, io::fixed_buffer buf, std::size_t len)
+      : keep(f.share()), fd(f.fd()), offset(off), buffer(std::move(buf)), length(std::min(len, buffer.capacity())) {}
+
+  using output = io::fixed_buffer;
+  void prepare(io_uring_sqe* sqe) {
+    auto n = static_cast<unsigned>(length);
+    if (buffer.registered_here())
+      io_uring_prep_read_fixed(sqe, fd, buffer.data(), n, offset, static_cast<int>(buffer.index()));
+    else
+      io_uring_prep_read(sqe, fd, buffer.data(), n, offset);
+  }
+  io::result<io::fixed_buffer> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    buffer.resize(static_cast<std::size_t>(res));
+    return std::move(buffer);
+  }
+};
+
+/// What a write_fixed hands back: the byte count and the buffer.
+struct written_fixed {
+  std::size_t bytes = 0;
+  io::fixed_buffer buffer;
+};
+
+/// pwrite(2) of a registered buffer's size() bytes (IORING_OP_WRITE_FIXED;
+/// plain write off its shard). `bytes` may be short.
+struct write_fixed {
+  detail::shared_descriptor keep;
+  int fd;
+  std::uint64_t offset;
+  io::fixed_buffer buffer;
+
+  write_fixed(const file& f, std::uint64_t off, io::fixed_buffer buf)
+      : keep(f.share()), fd(f.fd()), offset(off), buffer(std::move(buf)) {}
+
+  using output = written_fixed;
+  void prepare(io_uring_sqe* sqe) {
+    auto n = static_cast<unsigned>(buffer.size());
+    if (buffer.registered_here())
+      io_uring_prep_write_fixed(sqe, fd, buffer.data(), n, offset, static_cast<int>(buffer.index()));
+    else
+      io_uring_prep_write(sqe, fd, buffer.data(), n, offset);
+  }
+  io::result<written_fixed> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return written_fixed{static_cast<std::size_t>(res), std::move(buffer)};
   }
 };
 

@@ -1,0 +1,206 @@
+// Registered buffers: taken on a shard up to the configured count, read and
+// written through READ_FIXED/WRITE_FIXED, given back from any thread (also
+// after the runtime is gone), usable as plain memory on another shard, and
+// page aligned for O_DIRECT.
+#include <troupe/fixed_buffer.hpp>
+
+#define BOOST_TEST_MODULE fixed_buffer
+#include <boost/test/unit_test.hpp>
+
+#include "fixture.hpp"
+#include "io_fixture.hpp"
+
+#include <troupe/fs.hpp>
+#include <troupe/runtime.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace troupe;
+using namespace troupe_test;
+
+namespace {
+
+config with_buffers(shard_id shards, unsigned count, std::size_t size) {
+  config c = test_config(shards);
+  c.fixed_buffers.count = count;
+  c.fixed_buffers.size = size;
+  return c;
+}
+
+void fill(io::fixed_buffer& b, const std::string& s) {
+  std::memcpy(b.data(), s.data(), s.size());
+  b.resize(s.size());
+}
+
+std::string text(const io::fixed_buffer& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+// Hands a buffer to another actor, in a message.
+struct parcel {
+  std::shared_ptr<io::fixed_buffer> buffer;
+  std::string path;
+  std::shared_ptr<std::promise<std::string>> done;
+};
+
+class borrower : public actor<borrower> {
+ public:
+  // On another shard than the buffer's: a plain read into the same memory.
+  void on(const parcel& p) {
+    bool here = p.buffer->registered_here();
+    auto f = std::make_shared<fs::file>(::open(p.path.c_str(), O_RDONLY | O_CLOEXEC));
+    submit(fs::read_fixed(*f, 0, std::move(*p.buffer), 64)).then([f, here, done = p.done](io::result<io::fixed_buffer> b) {
+      done->set_value(std::string(here ? "registered" : "plain") + " " + (b ? text(*b) : b.error().message()));
+    });
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(buffers_are_taken_up_to_the_count_and_come_back_when_dropped) {
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{with_buffers(1, 4, 5000)};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[done](worker& self) {
+    std::vector<io::fixed_buffer> held;
+    for (int i = 0; i < 5; ++i) held.push_back(self.take_fixed_buffer());
+    std::string seen;
+    for (auto& b : held) seen += b ? "b" : "-";
+    auto page = std::uintptr_t(::sysconf(_SC_PAGESIZE));
+    seen += held[0].capacity() == 2 * page ? " rounded" : " not rounded";
+    seen += std::uintptr_t(held[1].data()) % page == 0 ? " aligned" : " unaligned";
+    seen += held[0].registered_here() ? " registered" : " unregistered";
+    held.clear();  // all back
+    seen += " ";
+    std::vector<io::fixed_buffer> again;
+    for (int i = 0; i < 4; ++i) again.push_back(self.take_fixed_buffer());
+    for (auto& b : again) seen += b ? "B" : "-";
+    done->set_value(seen);
+  }});
+  BOOST_TEST(await(verdict) == "bbbb- rounded aligned registered BBBB");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(write_fixed_then_read_fixed_round_trip) {
+  scratch tmp;
+  const std::string path = tmp / "f";
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{with_buffers(2, 8, 4096)};
+  auto w = rt.spawn<worker>(pinned{1});
+  w.send(job{[&, done](worker& self) {
+    self.submit(fs::open{path, O_RDWR | O_CREAT, 0600}).then([&self, done](io::result<fs::file> f) {
+      auto file = std::make_shared<fs::file>(std::move(*f));
+      io::fixed_buffer out = self.take_fixed_buffer();
+      fill(out, "registered bytes");
+      self.submit(fs::write_fixed(*file, 100, std::move(out))).then([&self, done, file](io::result<fs::written_fixed> wr) {
+        if (!wr || wr->bytes != 16) return done->set_value("write");
+        // The same buffer again, for the read.
+        io::fixed_buffer in = std::move(wr->buffer);
+        self.submit(fs::read_fixed(*file, 96, std::move(in), 4096)).then([done, file](io::result<io::fixed_buffer> r) {
+          if (!r) return done->set_value("read: " + r.error().message());
+          done->set_value(std::to_string(r->size()) + " " + text(*r).substr(4));
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "20 registered bytes");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(a_buffer_used_on_another_shard_reads_as_plain_memory_and_returns_home) {
+  scratch tmp;
+  std::ofstream(tmp / "f") << "across shards";
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  auto taken = std::make_shared<std::promise<std::shared_ptr<io::fixed_buffer>>>();
+  auto got = taken->get_future();
+  runtime rt{with_buffers(2, 1, 4096)};
+  auto home = rt.spawn<worker>(pinned{0});
+  auto away = rt.spawn<borrower>(pinned{1});
+  home.send(job{[taken](worker& self) { taken->set_value(std::make_shared<io::fixed_buffer>(self.take_fixed_buffer())); }});
+  auto buffer = await(got);
+  BOOST_REQUIRE(bool(*buffer));
+  away.send(parcel{buffer, tmp / "f", done});
+  BOOST_TEST(await(verdict) == "plain across shards");
+  // The borrower dropped it on shard 1: shard 0 has its only buffer again.
+  auto back = std::make_shared<std::promise<bool>>();
+  auto is_back = back->get_future();
+  home.send(job{[back](worker& self) { back->set_value(bool(self.take_fixed_buffer())); }});
+  BOOST_TEST(await(is_back));
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(a_buffer_may_outlive_its_runtime_and_none_are_handed_out_unconfigured) {
+  io::fixed_buffer kept;
+  {
+    runtime rt{with_buffers(1, 2, 4096)};
+    auto taken = std::make_shared<std::promise<io::fixed_buffer>>();
+    auto got = taken->get_future();
+    auto w = rt.spawn<worker>(pinned{0});
+    w.send(job{[taken](worker& self) { taken->set_value(self.take_fixed_buffer()); }});
+    kept = await(got);
+    rt.stop();
+  }
+  BOOST_REQUIRE(bool(kept));
+  std::memset(kept.data(), 0xab, kept.capacity());  // still mapped
+  kept.reset();                                     // the last reference unmaps it
+
+  runtime rt{test_config(1)};
+  auto none = std::make_shared<std::promise<bool>>();
+  auto got = none->get_future();
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[none](worker& self) { none->set_value(bool(self.take_fixed_buffer())); }});
+  BOOST_TEST(!await(got));
+  rt.stop();
+}
+
+BOOST_AUTO_TEST_CASE(fixed_buffers_serve_o_direct_reads) {
+  // O_DIRECT needs a file system that has it (tmpfs does not); the build
+  // directory's is tried, then /var/tmp.
+  std::string path;
+  int fd = -1;
+  for (const char* dir : {".", "/var/tmp"}) {
+    path = std::string(dir) + "/troupe-direct-" + std::to_string(::getpid());
+    {
+      std::ofstream out(path, std::ios::binary);
+      std::string block(4096, 'd');
+      block.replace(0, 6, "direct");
+      out << block << block;
+    }
+    fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (fd >= 0) break;
+    ::unlink(path.c_str());
+  }
+  if (fd < 0) {
+    BOOST_TEST_MESSAGE("skipped: no file system here takes O_DIRECT");
+    return;
+  }
+  ::fsync(fd);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{with_buffers(1, 2, 8192)};
+  auto w = rt.spawn<worker>(pinned{0});
+  auto file = std::make_shared<fs::file>(fd);
+  w.send(job{[done, file](worker& self) {
+    self.submit(fs::read_fixed(*file, 4096, self.take_fixed_buffer(), 8192)).then([done, file](io::result<io::fixed_buffer> r) {
+      done->set_value(r ? std::to_string(r->size()) + " " + text(*r).substr(0, 6) : r.error().message());
+    });
+  }});
+  BOOST_TEST(await(verdict) == "4096 direct");
+  rt.stop();
+  ::unlink(path.c_str());
+  check_quiescent(rt.stats());
+}
