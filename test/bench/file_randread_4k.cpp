@@ -18,7 +18,11 @@
 //                   continuation with the buffer the result handed back.
 //   troupe_1shard   the same on a 1-shard runtime, one actor with 32 reads in
 //                   flight: the like-for-like row against raw_uring_qd32.
-//   raw_uring_qd32  one liburing thread on CPU 0, 32 reads in flight.
+//   troupe_1shard_fixed  the same into registered buffers (config::fixed_buffers,
+//                   fs::read_fixed).
+//   raw_uring_qd32  one liburing thread on CPU 0, 32 reads in flight;
+//                   _fixed with registered buffers (READ_FIXED), _fixed_file
+//                   with the descriptor registered too (IOSQE_FIXED_FILE).
 //   pread_pool2     two threads (CPU 0, 1) doing pread(2), read i on thread i % 2.
 //
 // The figure runs from main's `go` to both readers (troupe) or from the
@@ -27,10 +31,8 @@
 // O_DIRECT: data_file probes it (an O_DIRECT open and one aligned read);
 // when it works, raw_uring_qd32_direct and pread_pool2_direct run the same
 // way on the O_DIRECT descriptor with fewer reads (they go to the device).
-// There is no troupe_direct: O_DIRECT needs a buffer aligned to the
-// device's DMA alignment, and fs::read reads into an io::bytes
-// (std::vector<std::byte>, std::allocator), whose alignment the public API
-// does not let the caller choose — malloc gives 16 bytes. Stderr says
+// troupe_direct / troupe_1shard_direct read into registered buffers, which
+// are page aligned as O_DIRECT needs (io::bytes is not). Stderr says
 // whether O_DIRECT was used.
 #include <troupe/troupe.hpp>
 #include <troupe/fs.hpp>
@@ -45,6 +47,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -69,7 +72,12 @@ struct shared_state {
 struct go {};
 struct get_completed {};
 
-class reader : public troupe::actor<reader> {
+// Fixed: reads into registered buffers (config::fixed_buffers, one per
+// read in flight) with fs::read_fixed; else into io::bytes with fs::read.
+template <bool Fixed>
+class reader : public troupe::actor<reader<Fixed>> {
+  using buffer_type = std::conditional_t<Fixed, io::fixed_buffer, io::bytes>;
+
   shared_state* st_;
   fs::file file_;
   std::uint64_t blocks_;
@@ -79,15 +87,17 @@ class reader : public troupe::actor<reader> {
   std::uint64_t sum_ = 0;
   long completed_ = 0;
 
-  void issue(io::bytes buffer) {
+  void issue(buffer_type buffer) {
     const long i = next_++;
     const std::uint64_t b = bench::peers::random_block(std::uint64_t(i), blocks_);
-    submit(fs::read(file_, b * file_block, std::move(buffer))).then([this, b](io::result<io::bytes> r) {
-      done(b, std::move(r));
-    });
+    auto then = [this, b](io::result<buffer_type> r) { done(b, std::move(r)); };
+    if constexpr (Fixed)
+      this->submit(fs::read_fixed(file_, b * file_block, std::move(buffer), file_block)).then(std::move(then));
+    else
+      this->submit(fs::read(file_, b * file_block, std::move(buffer))).then(std::move(then));
   }
 
-  void done(std::uint64_t b, io::result<io::bytes> r) {
+  void done(std::uint64_t b, io::result<buffer_type> r) {
     if (!r) bench::fail(std::string(kBench) + " troupe: read of block " + std::to_string(b) + ": " + r.error().message());
     if (r->size() != file_block || !bench::peers::block_ok(r->data(), b))
       bench::fail(std::string(kBench) + " troupe: block " + std::to_string(b) + " read " +
@@ -112,27 +122,40 @@ class reader : public troupe::actor<reader> {
 
   void on(const go&) {
     if (!file_) bench::fail(std::string(kBench) + " troupe: dup of the data file's descriptor failed");
-    for (unsigned k = 0; k < depth_ && next_ < end_; ++k) issue(io::bytes(file_block));
+    for (unsigned k = 0; k < depth_ && next_ < end_; ++k) {
+      if constexpr (Fixed) {
+        io::fixed_buffer b = this->take_fixed_buffer();
+        if (!b || !b.registered_here()) bench::fail(std::string(kBench) + " troupe: no registered buffer");
+        issue(std::move(b));
+      } else {
+        issue(io::bytes(file_block));
+      }
+    }
   }
   long on(const get_completed&) { return completed_; }
 };
 
+template <bool Fixed>
 double troupe_randread(int fd, std::uint64_t blocks, long reads, std::uint64_t expected_sum,
                        troupe::shard_id shards) {
-  const std::string what = std::string(kBench) + (shards == 1 ? " troupe_1shard" : " troupe");
+  const std::string what = std::string(kBench) + (shards == 1 ? " troupe_1shard" : " troupe") + (Fixed ? " fixed" : "");
   bench::watchdog w(what);
   troupe::config cfg;
   cfg.shards = shards;
+  if (Fixed) {
+    cfg.fixed_buffers.count = kDepth / shards;
+    cfg.fixed_buffers.size = file_block;
+  }
   shared_state st;
   bench::clock::time_point t0;
   {
     troupe::runtime rt{cfg};
-    std::vector<troupe::ref<reader>> rs;
+    std::vector<troupe::ref<reader<Fixed>>> rs;
     for (troupe::shard_id s = 0; s < shards; ++s) {
       const long begin = reads * long(s) / shards, end = reads * long(s + 1) / shards;
       if (begin == end) continue;
       st.readers_left.fetch_add(1);
-      rs.push_back(rt.spawn<reader>(troupe::pinned{s}, &st, fd, blocks, begin, end, kDepth / shards));
+      rs.push_back(rt.spawn<reader<Fixed>>(troupe::pinned{s}, &st, fd, blocks, begin, end, kDepth / shards));
     }
     // Every reader is constructed before the clock starts.
     for (auto& r : rs) bench::check(rt.ask(r, get_completed{}).get() == 0, what + ": fresh reader has reads");
@@ -167,26 +190,42 @@ int main(int argc, char** argv) {
 
   p::data_file f(bytes);
   const bool direct = f.direct_fd() >= 0;
-  std::fprintf(stderr, "%s: %llu MiB data file, page-cached; O_DIRECT %s (%s)%s\n", kBench,
-               (unsigned long long)(bytes >> 20), direct ? "used" : "not used", f.direct_note().c_str(),
-               direct ? "; no troupe_direct: fs::read's buffer cannot be aligned" : "");
+  std::fprintf(stderr, "%s: %llu MiB data file, page-cached; O_DIRECT %s (%s)\n", kBench,
+               (unsigned long long)(bytes >> 20), direct ? "used" : "not used", f.direct_note().c_str());
 
   const std::uint64_t expected = p::random_blocks_sum(reads, f.blocks());
+  auto troupe_row = [&](auto fixed, int fd, long n, std::uint64_t sum, troupe::shard_id shards) {
+    return [=, &f] { return troupe_randread<decltype(fixed)::value>(fd, f.blocks(), n, sum, shards); };
+  };
+  using plain = std::false_type;
+  using fixed = std::true_type;
   bench::run_interleaved(o, kBench, "IOPS",
                          {
-                             {"troupe", [&] { return troupe_randread(f.fd(), f.blocks(), reads, expected, kShards); }},
+                             {"troupe", troupe_row(plain{}, f.fd(), reads, expected, kShards)},
                              // Same CPU count as raw_uring_qd32: one shard, one actor, QD 32.
-                             {"troupe_1shard",
-                              [&] { return troupe_randread(f.fd(), f.blocks(), reads, expected, 1); }},
+                             {"troupe_1shard", troupe_row(plain{}, f.fd(), reads, expected, 1)},
+                             {"troupe_1shard_fixed", troupe_row(fixed{}, f.fd(), reads, expected, 1)},
                              {"raw_uring_qd32", [&] { return p::uring_randread(f.fd(), f.blocks(), reads, 32); }},
+                             {"raw_uring_qd32_fixed",
+                              [&] { return p::uring_randread(f.fd(), f.blocks(), reads, 32, p::register_buffers); }},
+                             {"raw_uring_qd32_fixed_file",
+                              [&] {
+                                return p::uring_randread(f.fd(), f.blocks(), reads, 32,
+                                                         p::register_buffers | p::register_file);
+                              }},
                              {"pread_pool2", [&] { return p::pread_pool_randread(f.fd(), f.blocks(), reads, 2); }},
                          });
-  if (direct)
+  if (direct) {
+    // O_DIRECT needs aligned memory: troupe reads into registered buffers.
+    const std::uint64_t direct_sum = p::random_blocks_sum(direct_reads, f.blocks());
     bench::run_interleaved(
         o, kBench, "IOPS",
         {
+            {"troupe_direct", troupe_row(fixed{}, f.direct_fd(), direct_reads, direct_sum, kShards)},
+            {"troupe_1shard_direct", troupe_row(fixed{}, f.direct_fd(), direct_reads, direct_sum, 1)},
             {"raw_uring_qd32_direct", [&] { return p::uring_randread(f.direct_fd(), f.blocks(), direct_reads, 32); }},
             {"pread_pool2_direct", [&] { return p::pread_pool_randread(f.direct_fd(), f.blocks(), direct_reads, 2); }},
         });
+  }
   return 0;
 }

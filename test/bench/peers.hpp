@@ -199,10 +199,13 @@ std::uint64_t random_blocks_sum(long reads, std::uint64_t blocks) noexcept;
 // Random 4 KiB reads (random_block(0..reads-1)) of `fd` from one thread
 // pinned to CPU 0: a liburing loop that keeps `depth` reads in flight
 // (SINGLE_ISSUER|COOP_TASKRUN|TASKRUN_FLAG ring, as troupe's default; plain
-// io_uring_prep_read into 4 KiB-aligned buffers, no registered files or
-// buffers), reaping every ready CQE and refilling before each
-// io_uring_submit_and_wait(1). Every read is checked. IOPS.
-double uring_randread(int fd, std::uint64_t blocks, long reads, unsigned depth);
+// io_uring_prep_read into 4 KiB-aligned buffers), reaping every ready CQE
+// and refilling before each io_uring_submit_and_wait(1). Every read is
+// checked. IOPS. `registered`: register_buffers (one registered buffer per
+// slot, READ_FIXED) and/or register_file (the fd in the ring's file table,
+// IOSQE_FIXED_FILE); 0 for neither.
+inline constexpr unsigned register_buffers = 1, register_file = 2;
+double uring_randread(int fd, std::uint64_t blocks, long reads, unsigned depth, unsigned registered = 0);
 
 // The same reads with pread(2) from `threads` threads (pinned to CPU 0, 1,
 // ...), thread t taking the reads i with i % threads == t, one at a time

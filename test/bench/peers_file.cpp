@@ -232,7 +232,7 @@ std::uint64_t random_blocks_sum(long reads, std::uint64_t blocks) noexcept {
 
 // --- random 4 KiB reads ---------------------------------------------------------
 
-double uring_randread(int fd, std::uint64_t blocks, long reads, unsigned depth) {
+double uring_randread(int fd, std::uint64_t blocks, long reads, unsigned depth, unsigned registered) {
   const std::string what = "uring_randread";
   check(reads > 0 && depth > 0, what + ": reads and depth must be positive");
   double seconds = 0;
@@ -244,13 +244,32 @@ double uring_randread(int fd, std::uint64_t blocks, long reads, unsigned depth) 
     ring_guard g{&ring};
     aligned_buffer bufs(std::size_t(depth) * file_block);
     std::vector<std::uint64_t> block_of(depth);  // per slot: the block in flight
+    // Registered buffers: one per slot (READ_FIXED). A registered file: slot
+    // 0 of the ring's file table (IOSQE_FIXED_FILE).
+    const bool fixed_buffers = (registered & register_buffers) != 0;
+    const bool fixed_file = (registered & register_file) != 0;
+    if (fixed_buffers) {
+      std::vector<iovec> iov(depth);
+      for (unsigned s = 0; s < depth; ++s) iov[s] = {bufs.p + std::size_t(s) * file_block, file_block};
+      int r = io_uring_register_buffers(&ring, iov.data(), depth);
+      check(r == 0, what + ": io_uring_register_buffers: " + errno_text(-r));
+    }
+    if (fixed_file) {
+      int r = io_uring_register_files(&ring, &fd, 1);
+      check(r == 0, what + ": io_uring_register_files: " + errno_text(-r));
+    }
+    const int target = fixed_file ? 0 : fd;
     long next = 0;
     auto issue = [&](unsigned slot) {
       io_uring_sqe* sqe = io_uring_get_sqe(&ring);
       check(sqe != nullptr, what + ": no free SQE");  // never more than `depth` in flight
       block_of[slot] = random_block(std::uint64_t(next++), blocks);
-      io_uring_prep_read(sqe, fd, bufs.p + std::size_t(slot) * file_block, unsigned(file_block),
-                         block_of[slot] * file_block);
+      std::byte* into = bufs.p + std::size_t(slot) * file_block;
+      if (fixed_buffers)
+        io_uring_prep_read_fixed(sqe, target, into, unsigned(file_block), block_of[slot] * file_block, int(slot));
+      else
+        io_uring_prep_read(sqe, target, into, unsigned(file_block), block_of[slot] * file_block);
+      if (fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
       io_uring_sqe_set_data64(sqe, slot);
     };
     auto t0 = clock::now();
