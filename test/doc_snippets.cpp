@@ -16,6 +16,7 @@
 #include <map>
 #include <regex>
 #include <sstream>
+#include <string>
 
 using namespace std::chrono_literals;
 
@@ -105,6 +106,24 @@ class logger : public troupe::actor<logger> {
 };
 // [end]
 
+// [answer-later]
+struct fetch { std::string key; };
+
+class cache_front : public troupe::actor<cache_front> {
+  troupe::ref<counter> backend_;
+
+ public:
+  explicit cache_front(troupe::ref<counter> b) : backend_(std::move(b)) {}
+  // Answers each fetch once the backend has; takes other messages meanwhile.
+  troupe::deferred<long> on(const fetch&) {
+    ask(backend_, get{}).then([reply = reply_later<long>()](troupe::result<long> r) mutable {
+      reply.deliver(r);  // the asker of fetch gets this (a value or an error)
+    });
+    return {};
+  }
+};
+// [end]
+
 }  // namespace snippets
 
 BOOST_AUTO_TEST_CASE(the_counter_snippet_runs) {
@@ -123,6 +142,8 @@ BOOST_AUTO_TEST_CASE(the_other_snippets_run) {
   auto r = rt.spawn<snippets::reporter>(troupe::pinned{0}, c);
   r.send(snippets::report{});
   rt.spawn<snippets::guardian>(troupe::pinned{0}, c);
+  auto front = rt.spawn<snippets::cache_front>(troupe::pinned{0}, c);
+  BOOST_TEST(rt.ask(front, snippets::fetch{"k"}).wait().has_value());
   auto h = rt.spawn<snippets::heartbeat>(troupe::pinned{1});
   BOOST_TEST(troupe_test::eventually([&] { return h.stopped(); }));
   // [backpressure]
