@@ -16,6 +16,10 @@
 
 #include <concepts>
 #include <cstddef>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
 #include <system_error>
 #include <vector>
 
@@ -25,8 +29,31 @@ namespace troupe::io {
 template <class T>
 using result = troupe::result<T>;
 
+/// std::allocator, except that an element made without a value is left
+/// uninitialised: growing a buffer that a read will overwrite does not
+/// zero it first (a measured 10-20% of a small-file checksum run).
+template <class T>
+struct uninitialized_allocator : std::allocator<T> {
+  using std::allocator<T>::allocator;
+  template <class U>
+  struct rebind {
+    using other = uninitialized_allocator<U>;
+  };
+  template <class U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
 /// Bytes an operation owns while the kernel may write or read them.
-using bytes = std::vector<std::byte>;
+/// `bytes(n)` and `resize(n)` do not zero the new bytes (a read fills
+/// them, and a read's result is cut to what it read); `bytes(n, std::byte{0})`
+/// does.
+using bytes = std::vector<std::byte, uninitialized_allocator<std::byte>>;
 
 /// What `submit` accepts. `prepare` fills an SQE (the runtime sets its
 /// user_data and flags); `complete` turns the CQE's res and flags into the
