@@ -2,9 +2,9 @@
 //
 //   checksum [--quick] DIR|FILE...
 //
-// prints one line per regular file, `XXH3 (path) = 0123456789abcdef`, sorted
-// by path: byte for byte what `xxhsum -H3` (Debian 12's xxhash 0.8.1) prints
-// for the same files. The per-shard stats go to stderr, so that stdout stays
+// prints one line per regular file, `<XXH128 as 32 hex digits>  path`,
+// sorted by path: byte for byte what `xxhsum -H2` (Debian 12's xxhash 0.8.1)
+// prints for the same files, and what `xxhsum -c` checks. The per-shard stats go to stderr, so that stdout stays
 // comparable with the reference tool.
 //
 // - main walks the trees with std::filesystem before it starts the runtime:
@@ -16,7 +16,7 @@
 //   come back with the hasher's digest.
 // - one `file_hasher` per file, stealable: it opens its file and reads it in
 //   256 KiB chunks through the ring of the shard it runs on, the next read in
-//   flight while it hashes the current chunk into its streaming XXH3 state.
+//   flight while it hashes the current chunk into its streaming XXH3 (128-bit) state.
 //   A short read marks the end of the file: a small file is one open, one
 //   read and a close.
 // - a file that cannot be opened or read gets the reference's error line on
@@ -51,7 +51,7 @@ using buffers = std::vector<io::bytes>;
 
 struct digest {
   std::string path;
-  std::uint64_t hash;
+  XXH128_hash_t hash;
   std::uint64_t bytes;
   buffers lent;  // back to the collector, for the next hasher
 };
@@ -84,7 +84,7 @@ class file_hasher : public troupe::actor<file_hasher> {
       : path_(std::move(path)), collector_(std::move(c)), lent_(std::move(lent)) {}
 
   void on_start() {
-    XXH3_64bits_reset(state_.get());
+    XXH3_128bits_reset(state_.get());
     submit(fs::open{path_}).then([this](io::result<fs::file> f) {
       if (!f) return fail("open", f.error());
       file_ = std::move(*f);
@@ -100,7 +100,7 @@ class file_hasher : public troupe::actor<file_hasher> {
     const bool last = current_.size() < chunk_max;  // a short read: end of file
     // The next read goes first, so the kernel fills it while we hash.
     if (!last) read_next();
-    XXH3_64bits_update(state_.get(), current_.data(), current_.size());
+    XXH3_128bits_update(state_.get(), current_.data(), current_.size());
     lent_.push_back(std::move(current_));
     if (last) finish();
   }
@@ -178,7 +178,7 @@ class collector : public troupe::actor<collector> {
 void file_hasher::finish() {
   const std::uint64_t bytes = offset_;
   file_ = fs::file{};  // closed now, before the collector opens the next file
-  collector_.send(digest{std::move(path_), XXH3_64bits_digest(state_.get()), bytes, std::move(lent_)});
+  collector_.send(digest{std::move(path_), XXH3_128bits_digest(state_.get()), bytes, std::move(lent_)});
   stop();
 }
 
@@ -245,7 +245,7 @@ int main(int argc, char** argv) {
             [](const digest& a, const digest& b) { return a.path < b.path; });
   std::uint64_t bytes = 0;
   for (const digest& d : out.digests) {
-    fmt::print("XXH3 ({}) = {:016x}\n", d.path, d.hash);
+    fmt::print("{:016x}{:016x}  {}\n", d.hash.high64, d.hash.low64, d.path);
     bytes += d.bytes;
   }
   std::fflush(stdout);  // before the stats, when both go to one console

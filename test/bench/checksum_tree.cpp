@@ -1,6 +1,6 @@
 // checksum_tree: the flagship example (examples/checksum) on a generated tree
 // of many small and a few large files, against the reference tool it imitates,
-// `xxhsum -H3`, single-threaded and under `xargs -P2`. Seconds of wall time,
+// `xxhsum -H2`, single-threaded and under `xargs -P2`. Seconds of wall time,
 // lower is better.
 //
 //   checksum_tree --checksum=PATH [--quick] [--reps=N] [--only=substring]
@@ -29,11 +29,11 @@
 //   troupe           `checksum ROOT`: the flagship walks the tree itself
 //                    (inside its timed run) with its default config, one
 //                    shard per CPU.
-//   xxhsum           `xxhsum -H3 PATH...`: one process given every path as
+//   xxhsum           `xxhsum -H2 PATH...`: one process given every path as
 //                    an argument (more than one, run one after the other,
 //                    only if the list exceeds ARG_MAX: stderr says how
 //                    many). The list is made untimed, by this program.
-//   xxhsum_xargs_P2  `xargs -0 -P2 -n B stdbuf -o4M xxhsum -H3` reading the
+//   xxhsum_xargs_P2  `xargs -0 -P2 -n B stdbuf -o4M xxhsum -H2` reading the
 //                    NUL-separated list on stdin, B = files / 4 (4 batches,
 //                    2 per process slot). stdbuf: two xxhsum writing one
 //                    stdout in 4 KiB stdio blocks cut lines and interleave
@@ -46,7 +46,7 @@
 // (ROOT/dNN/sN/name), so lines compare byte for byte.
 //
 // Checks, every repetition of every implementation: exit status 0; stdout is
-// one well-formed `XXH3 (path) = <16 hex>` line per generated file, the paths
+// one well-formed `<32 hex>  path` line per generated file, the paths
 // (sorted) exactly the generated list; the troupe output already sorted; the
 // sorted lines identical to the first output seen (so every impl agrees with
 // every other on every hash). A child that runs past its time limit is
@@ -324,16 +324,16 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
-// The path of `XXH3 (path) = 0123456789abcdef`; empty if the line is not one.
+// The path of `<32 hex digits>  path` (XXH128, GNU style); empty if the
+// line is not one.
 std::string_view path_of(std::string_view line) {
-  constexpr std::string_view head = "XXH3 (", mid = ") = ";
-  constexpr std::size_t hex = 16;
-  if (line.size() < head.size() + mid.size() + hex || line.substr(0, head.size()) != head) return {};
-  const std::string_view h = line.substr(line.size() - hex);
+  constexpr std::size_t hex = 32;
+  constexpr std::string_view gap = "  ";
+  if (line.size() <= hex + gap.size() || line.substr(hex, gap.size()) != gap) return {};
+  const std::string_view h = line.substr(0, hex);
   if (!std::all_of(h.begin(), h.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
     return {};
-  if (line.substr(line.size() - hex - mid.size(), mid.size()) != mid) return {};
-  return line.substr(head.size(), line.size() - hex - mid.size() - head.size());
+  return line.substr(hex + gap.size());
 }
 
 struct verifier {
@@ -343,9 +343,10 @@ struct verifier {
 
   void operator()(const std::string& impl, const std::string& out_path, bool must_be_sorted) {
     std::vector<std::string> lines = lines_of(read_text(out_path));
-    const bool sorted = std::is_sorted(lines.begin(), lines.end());
+    auto by_path = [](const std::string& a, const std::string& b) { return path_of(a) < path_of(b); };
+    const bool sorted = std::is_sorted(lines.begin(), lines.end(), by_path);
     check(sorted || !must_be_sorted, impl + ": output not sorted by path");
-    if (!sorted) std::sort(lines.begin(), lines.end());
+    if (!sorted) std::sort(lines.begin(), lines.end(), by_path);
     check(lines.size() == t.files.size(), impl + ": " + std::to_string(lines.size()) + " lines for " +
                                               std::to_string(t.files.size()) + " files");
     for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -428,20 +429,20 @@ int main(int argc, char** argv) {
     for (const std::string& f : t.files) l.write(f.c_str(), std::streamsize(f.size() + 1));
     check(bool(l), "writing " + list);
   }
-  const auto single = batches({xxhsum, "-H3"}, t.files);
+  const auto single = batches({xxhsum, "-H2"}, t.files);
   constexpr std::size_t kBatches = 4, kStdoutBuffer = 4 << 20;  // stdbuf -o4M
   const std::size_t per_batch_n = std::max<std::size_t>(1, (t.files.size() + kBatches - 1) / kBatches);
   const std::string per_batch = std::to_string(per_batch_n);
   std::size_t longest = 0;
   for (const std::string& f : t.files) longest = std::max(longest, f.size());
-  check(per_batch_n * (longest + sizeof "XXH3 () = 0123456789abcdef\n") <= kStdoutBuffer,
+  check(per_batch_n * (longest + sizeof "0123456789abcdef0123456789abcdef  \n") <= kStdoutBuffer,
         "a batch's output may not fit stdbuf's buffer: shorten $TMPDIR");
 
   std::fprintf(stderr,
                "%s: %d small files (0..%llu KiB) + %d of %llu MiB, %.1f MiB in %d directories under %s; "
                "made, synced and read in %.1f s, and read again before every timed run: "
                "every run reads the page cache\n"
-               "%s: xxhsum: %zu process(es); xxhsum_xargs_P2: xargs -0 -P2 -n %s stdbuf -o4M xxhsum -H3\n",
+               "%s: xxhsum: %zu process(es); xxhsum_xargs_P2: xargs -0 -P2 -n %s stdbuf -o4M xxhsum -H2\n",
                kBench, s.small, (unsigned long long)(s.small_max >> 10), s.large,
                (unsigned long long)(s.large_size >> 20), double(t.bytes) / (1 << 20), s.top_dirs * s.sub_dirs,
                t.root.c_str(), made, kBench, single.size(), per_batch.c_str());
@@ -473,7 +474,7 @@ int main(int argc, char** argv) {
        [&] {
          const redirect in_list{list, out.out, out.err};
          const double secs = run_child(
-             "xxhsum_xargs_P2", {xargs, "-0", "-P2", "-n", per_batch, stdbuf, "-o4M", xxhsum, "-H3"}, in_list,
+             "xxhsum_xargs_P2", {xargs, "-0", "-P2", "-n", per_batch, stdbuf, "-o4M", xxhsum, "-H2"}, in_list,
              s.child_limit);
          verify("xxhsum_xargs_P2", out.out, false);
          return secs;
