@@ -50,10 +50,25 @@ void shard::start_io(pending_io* p) noexcept {
   // One CQE per operation, and no link into the runtime's own SQEs that
   // follow (io::raw lets users fill any SQE).
   prepared.flags &= ~(IOSQE_CQE_SKIP_SUCCESS | IOSQE_IO_LINK | IOSQE_IO_HARDLINK);
+  const bool timed = p->timeout_ns > 0;
+  if (timed) {
+    prepared.flags |= IOSQE_IO_LINK;
+    p->deadline.tv_sec = p->timeout_ns / 1'000'000'000;
+    p->deadline.tv_nsec = p->timeout_ns % 1'000'000'000;
+    ring_.reserve(2);
+  }
   io_uring_sqe* sqe = ring_.sqe();
   *sqe = prepared;
   io_uring_sqe_set_data64(sqe, tag(cqe_kind::io, reinterpret_cast<std::uintptr_t>(p)));
   ++inflight_;
+  if (timed) {
+    // Fires -> the operation completes with -ECANCELED (reported as
+    // timed_out); its own CQE (-ETIME or -ECANCELED) is only counted.
+    io_uring_sqe* t = ring_.sqe();
+    io_uring_prep_link_timeout(t, &p->deadline, 0);
+    io_uring_sqe_set_data64(t, tag(cqe_kind::io_timeout, 0));
+    ++inflight_;
+  }
 }
 
 void shard::cancel_io(pending_io* p) noexcept {

@@ -83,6 +83,10 @@ void ring::close() noexcept {
   open_ = false;
 }
 
+void ring::reserve(unsigned n) noexcept {
+  while (io_uring_sq_space_left(&ring_) < n) io_uring_submit(&ring_);
+}
+
 io_uring_sqe* ring::sqe() noexcept {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
   while (s == nullptr) {

@@ -18,6 +18,7 @@ enum class cqe_kind : std::uint8_t {
   doorbell_fault = 3,  // an injected doorbell failure (arg: target | variant << 32)
   io = 4,              // an I/O operation's completion (arg: its pending_io record)
   io_cancel = 5,       // the failure of an IORING_OP_ASYNC_CANCEL (ignored)
+  io_timeout = 6,      // the CQE of an operation's linked timeout (counted, ignored)
 };
 
 inline std::uint64_t tag(cqe_kind k, std::uint64_t arg) noexcept {
@@ -47,6 +48,9 @@ class ring {
 
   /// A free SQE; submits first when the SQ is full.
   io_uring_sqe* sqe() noexcept;
+  /// Submits first unless `n` SQEs are free: a linked pair must not be
+  /// split across two submissions.
+  void reserve(unsigned n) noexcept;
 
   /// Flags the kernel set in the SQ ring (IORING_SQ_TASKRUN, _CQ_OVERFLOW).
   unsigned sq_flags() const noexcept {

@@ -342,6 +342,7 @@ bool shard::reap() noexcept {
         complete_io(reinterpret_cast<pending_io*>(arg_of(ud)), cqe->res, cqe->flags);
         break;
       case cqe_kind::io_cancel: break;  // the target had completed already
+      case cqe_kind::io_timeout: --inflight_; break;
       case cqe_kind::doorbell_fault:
         --inflight_;
         ++doorbells_retried_;

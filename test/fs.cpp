@@ -524,3 +524,28 @@ BOOST_AUTO_TEST_CASE(stopping_an_actor_cancels_its_operations_and_leaks_no_descr
   BOOST_TEST(open_fds() == before);
   check_quiescent(st);
 }
+
+BOOST_AUTO_TEST_CASE(an_operation_with_a_timeout_completes_with_timed_out_or_its_result) {
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  auto reader = std::make_shared<fs::file>(p[0]);
+  fs::file writer(p[1]);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(stealable{});
+  w.send(job{[reader, done, wfd = writer.fd()](worker& self) {
+    // Nothing to read: the linked timeout cancels the read.
+    self.submit(fs::read(*reader, 0, 16)).timeout(30ms).then([&self, reader, done, wfd](io::result<io::bytes> r) {
+      std::string first = r ? "data?" : r.error() == std::errc::timed_out ? "timed out" : r.error().message();
+      // Data arrives well within the deadline: the result, no timeout.
+      self.submit(fs::read(*reader, 0, 16)).timeout(10s).then([done, first, reader](io::result<io::bytes> r2) {
+        done->set_value(first + ", then " + (r2 ? string_of(*r2) : r2.error().message()));
+      });
+      (void)!::write(wfd, "ping", 4);
+    });
+  }});
+  BOOST_TEST(await(verdict) == "timed out, then ping");
+  rt.stop();
+  check_quiescent(rt.stats());
+}

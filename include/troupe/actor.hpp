@@ -82,6 +82,17 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
 
   io_request(actor_base* owner, Op&& op) : owner_(owner), op_(std::move(op)) {}
 
+  /// A deadline for a ring operation (a linked timeout, armed when the SQE
+  /// is submitted): if it has not completed `d` later, the kernel cancels
+  /// it and it completes with std::errc::timed_out.
+  io_request&& timeout(std::chrono::nanoseconds d) &&
+    requires io::operation<Op>
+  {
+    if (d <= std::chrono::nanoseconds::zero()) throw error("troupe: submit(op).timeout(d): d must be positive");
+    timeout_ = d;
+    return std::move(*this);
+  }
+
   template <class F>
   void then(F&& fn) && {
     static_assert(std::is_invocable_v<F&, io::result<output>>,
@@ -95,8 +106,10 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
         op_.prepare(&probe);  // prepare has no side effect the ring sees
         if (!detail::ring_supports(probe)) return blocking(cb, std::forward<F>(fn));
       }
-      detail::submit_io(owner_, detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(
-                                    cb, std::move(op_), std::forward<F>(fn)));
+      auto* p = detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(cb, std::move(op_),
+                                                                                 std::forward<F>(fn));
+      p->timeout_ns = timeout_.count();
+      detail::submit_io(owner_, p);
     }
   }
 
@@ -109,6 +122,7 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
 
   actor_base* owner_;
   Op op_;
+  std::chrono::nanoseconds timeout_{0};
 };
 
 template <class Derived>

@@ -8,6 +8,7 @@
 // See doc/io.md for the whole surface and its threading contract.
 #pragma once
 
+#include <troupe/detail/descriptor.hpp>
 #include <troupe/fixed_buffer.hpp>
 #include <troupe/io.hpp>
 
@@ -33,20 +34,8 @@
 namespace troupe::fs {
 
 namespace detail {
-/// The descriptor itself, shared by its fs::file and by the operations in
-/// flight on it: the last one closes it. So a file closed (or destroyed)
-/// right after a submit keeps its number until the kernel is done with it,
-/// and a read can never land on a file that reused the number.
-struct descriptor {
-  int fd;
-  explicit descriptor(int f) noexcept : fd(f) {}
-  descriptor(const descriptor&) = delete;
-  descriptor& operator=(const descriptor&) = delete;
-  ~descriptor() {
-    if (fd >= 0) ::close(fd);
-  }
-};
-using shared_descriptor = std::shared_ptr<descriptor>;
+using troupe::detail::descriptor;
+using troupe::detail::shared_descriptor;
 }  // namespace detail
 
 /// An open descriptor, closed when the file and every operation submitted

@@ -17,6 +17,7 @@
 #include <troupe/detail/envelope.hpp>
 #include <troupe/io.hpp>
 
+#include <cerrno>
 #include <cstdint>
 #include <new>
 #include <system_error>
@@ -31,6 +32,8 @@ struct pending_io : envelope {
   unsigned cqe_flags = 0;
   state st = state::in_flight;
   bool unsupported = false;  // the kernel lacks the opcode: never submitted
+  std::int64_t timeout_ns = 0;  // > 0: a linked timeout; the kernel reads `deadline` at submission
+  __kernel_timespec deadline{};
   pending_io* prev = nullptr;  // the owner's list of operations
   pending_io* next_op = nullptr;
   void (*prepare)(pending_io*, io_uring_sqe*) = nullptr;
@@ -71,6 +74,8 @@ struct pending_io_with final : pending_io {
     if (act == envelope_action::deliver) {
       io_delivered(cb->actor_, self);
       if (self->unsupported) self->then(io::result<typename Op::output>(errc::unsupported));
+      else if (self->timeout_ns > 0 && self->res == -ECANCELED)  // its linked timeout fired
+        self->then(io::result<typename Op::output>(std::make_error_code(std::errc::timed_out)));
       else self->then(self->op.complete(self->res, self->cqe_flags));
       return;
     }
