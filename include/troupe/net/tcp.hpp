@@ -1,0 +1,159 @@
+// Stream socket operations on the shard's ring, each one small struct
+// (io.hpp), used like the file operations:
+//
+//   submit(net::accept{listener_}).then([this](io::result<net::accepted> a) {...});
+//   submit(net::connect{addr}).timeout(2s).then([this](io::result<net::socket> s) {...});
+//   submit(net::recv{sock_, 64 * 1024}).then([this](io::result<io::bytes> b) {...});  // empty: peer closed
+//   submit(net::send{sock_, std::move(bytes)}).then([this](io::result<net::sent> s) {...});
+//
+// Each operation owns its buffer and hands it back; errors are the
+// kernel's errno (ECONNREFUSED, ECONNRESET, EPIPE...) as values, never a
+// SIGPIPE. A deadline is `.timeout(d)` on the submit (a linked timeout).
+// These work for TCP and for Unix stream sockets alike. doc/io.md.
+#pragma once
+
+#include <troupe/io.hpp>
+#include <troupe/net/address.hpp>
+#include <troupe/net/socket.hpp>
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace troupe::net {
+
+/// What an accept hands over.
+struct accepted {
+  net::socket socket;
+  address peer;
+};
+
+/// accept4(2) on a listening socket (the new socket close-on-exec).
+struct accept {
+  detail::shared_descriptor keep;
+  int fd;
+  address peer{};
+
+  explicit accept(const socket& listener) : keep(listener.share()), fd(listener.fd()) {}
+
+  using output = accepted;
+  void prepare(io_uring_sqe* sqe) {
+    *peer.size_slot() = sizeof(sockaddr_storage);
+    io_uring_prep_accept(sqe, fd, peer.storage(), peer.size_slot(), SOCK_CLOEXEC);
+  }
+  io::result<accepted> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return accepted{socket(res), address::from(peer.storage(), *peer.size_slot())};
+  }
+};
+
+/// A new stream socket connected to `to` (socket(2) at once, connect(2) on
+/// the ring). Give it a deadline with `.timeout(d)`.
+struct connect {
+  address to;
+  socket s;
+  int error = 0;  // socket(2) failed: reported without reaching the kernel
+
+  explicit connect(address a) : to(std::move(a)) {
+    auto made = make_socket(to.family(), SOCK_STREAM);
+    if (made) s = std::move(*made);
+    else error = made.error().value();
+  }
+
+  using output = socket;
+  void prepare(io_uring_sqe* sqe) {
+    if (error != 0) return io_uring_prep_nop(sqe);
+    io_uring_prep_connect(sqe, s.fd(), to.data(), to.size());
+  }
+  io::result<socket> complete(int res, unsigned) {
+    if (error != 0) return std::error_code(error, std::generic_category());
+    if (res < 0) return io::error_of(res);
+    return std::move(s);
+  }
+};
+
+/// What a send hands back: the bytes sent and the buffer.
+struct sent {
+  std::size_t bytes = 0;
+  io::bytes buffer;
+};
+
+/// send(2) of a buffer the operation owns (MSG_NOSIGNAL always: a closed
+/// peer is EPIPE, never a signal). `bytes` may be short.
+struct send {
+  detail::shared_descriptor keep;
+  int fd;
+  io::bytes buffer;
+  int flags;
+
+  send(const socket& s, io::bytes data, int f = 0)
+      : keep(s.share()), fd(s.fd()), buffer(std::move(data)), flags(f | MSG_NOSIGNAL) {}
+
+  using output = sent;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_send(sqe, fd, buffer.data(), buffer.size(), flags); }
+  io::result<sent> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return sent{static_cast<std::size_t>(res), std::move(buffer)};
+  }
+};
+
+/// recv(2) of up to `len` new bytes, or into the buffer passed (its size is
+/// the most). The result is the buffer cut to what arrived; empty when the
+/// peer has shut its side down (end of stream).
+struct recv {
+  detail::shared_descriptor keep;
+  int fd;
+  io::bytes buffer;
+  int flags = 0;
+
+  recv(const socket& s, std::size_t len) : keep(s.share()), fd(s.fd()), buffer(len) {}
+  recv(const socket& s, io::bytes buf) : keep(s.share()), fd(s.fd()), buffer(std::move(buf)) {}
+
+  using output = io::bytes;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_recv(sqe, fd, buffer.data(), buffer.size(), flags); }
+  io::result<io::bytes> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    buffer.resize(static_cast<std::size_t>(res));
+    return std::move(buffer);
+  }
+};
+
+/// shutdown(2): SHUT_WR (a half-close: the peer reads end of stream), SHUT_RD
+/// or SHUT_RDWR.
+struct shutdown {
+  detail::shared_descriptor keep;
+  int fd;
+  int how;
+
+  shutdown(const socket& s, int h) : keep(s.share()), fd(s.fd()), how(h) {}
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_shutdown(sqe, fd, how); }
+  io::result<void> complete(int res, unsigned) { return io::status_of(res); }
+};
+
+/// close(2) through the ring once no other operation holds the socket (like
+/// fs::close); the socket is given up either way.
+struct close {
+  socket s;
+  bool closing = false;
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe) {
+    closing = s.sole_owner();
+    if (closing) io_uring_prep_close(sqe, s.fd());
+    else io_uring_prep_nop(sqe);
+  }
+  io::result<void> complete(int res, unsigned) {
+    if (!closing) {
+      s = socket();
+      return {};
+    }
+    s.release();
+    return io::status_of(res);
+  }
+};
+
+}  // namespace troupe::net

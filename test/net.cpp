@@ -1,0 +1,345 @@
+// Network operations on loopback: accept/connect/send/recv round trips,
+// errors as values (refused, timeout, reset), half-close, Unix stream
+// sockets, 1000 concurrent connections, and stopping with operations in
+// flight (no completion, no descriptor left). Also addresses and the line
+// framer.
+#include <troupe/net.hpp>
+
+#define BOOST_TEST_MODULE net
+#include <boost/test/unit_test.hpp>
+
+#include "fixture.hpp"
+#include "io_fixture.hpp"
+
+#include <troupe/runtime.hpp>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace troupe;
+using namespace troupe_test;
+
+namespace {
+
+net::socket listener_on_loopback(net::listen_options o = {}) {
+  auto s = net::listen(net::address::loopback(0), o);
+  BOOST_REQUIRE_MESSAGE(s.has_value(), "listen: " << s.error().message());
+  return std::move(*s);
+}
+
+std::uint16_t port_of(const net::socket& s) { return s.local_address().value().port(); }
+
+std::span<const std::byte> as_span(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+// Echoes what it reads on one connection until end of stream.
+class echo_connection : public actor<echo_connection> {
+  net::socket s_;
+  std::shared_ptr<std::atomic<int>> closed_;
+
+ public:
+  echo_connection(net::accepted a, std::shared_ptr<std::atomic<int>> closed)
+      : s_(std::move(a.socket)), closed_(std::move(closed)) {}
+  void on_start() { read(); }
+
+ private:
+  void read() {
+    submit(net::recv{s_, 4096}).then([this](io::result<io::bytes> b) {
+      if (!b || b->empty()) {
+        ++*closed_;
+        return stop();
+      }
+      submit(net::send{s_, std::move(*b)}).then([this](io::result<net::sent> s) {
+        if (!s) return stop();
+        read();
+      });
+    });
+  }
+};
+
+struct accept_all {};
+
+// Accepts forever, one echo_connection per accepted socket.
+class echo_listener : public actor<echo_listener> {
+  net::socket l_;
+  std::shared_ptr<std::atomic<int>> accepted_, closed_;
+
+ public:
+  echo_listener(net::socket l, std::shared_ptr<std::atomic<int>> accepted, std::shared_ptr<std::atomic<int>> closed)
+      : l_(std::move(l)), accepted_(std::move(accepted)), closed_(std::move(closed)) {}
+  void on_start() { next(); }
+
+ private:
+  void next() {
+    submit(net::accept{l_}).then([this](io::result<net::accepted> a) {
+      if (!a) return;  // the listener failed: stop accepting
+      ++*accepted_;
+      spawn<echo_connection>(stealable{}, std::move(*a), closed_);
+      next();
+    });
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(addresses_parse_literals_and_never_names) {
+  auto a = net::address::parse("127.0.0.1", 8080);
+  BOOST_REQUIRE(a.has_value());
+  BOOST_TEST(a->to_string() == "127.0.0.1:8080");
+  BOOST_TEST(a->port() == 8080);
+  BOOST_TEST(net::address::parse("[::1]:443").value().to_string() == "[::1]:443");
+  BOOST_TEST(net::address::parse("10.1.2.3:65535").value().family() == AF_INET);
+  BOOST_TEST(!net::address::parse("localhost", 80).has_value());  // a name: resolve it asynchronously
+  BOOST_TEST(!net::address::parse("::1:80").has_value());         // IPv6 needs brackets with a port
+  BOOST_TEST(!net::address::parse("1.2.3.4:70000").has_value());
+  BOOST_TEST(net::address::unix_path("/run/x.sock").value().to_string() == "unix:/run/x.sock");
+  BOOST_TEST(net::address::unix_path("@abstract").value().to_string() == "unix:@abstract");
+  BOOST_TEST(!net::address::unix_path(std::string(200, 'x')).has_value());
+  BOOST_TEST((net::address::loopback(5) == net::address::parse("127.0.0.1", 5).value()));
+}
+
+BOOST_AUTO_TEST_CASE(the_line_framer_splits_lines_across_reads_and_refuses_malformed_ones) {
+  net::line_framer f{8};
+  std::vector<std::string> lines;
+  auto keep = [&](std::string_view l) { lines.emplace_back(l); };
+  BOOST_TEST(f.feed(as_span("ab\r\ncd"), keep).has_value());
+  BOOST_TEST(f.feed(as_span("ef\n\nxy"), keep).has_value());
+  BOOST_TEST(f.pending() == 2u);
+  BOOST_TEST(lines == (std::vector<std::string>{"ab", "cdef", ""}), boost::test_tools::per_element());
+  auto too_long = f.feed(as_span("123456789\n"), keep);
+  BOOST_TEST(!too_long.has_value());
+  BOOST_TEST((too_long.error() == net::frame_error::too_long));
+  BOOST_TEST(!f.feed(as_span("ok\n"), keep).has_value());  // spent
+  net::line_framer g{100};
+  auto nul = g.feed(as_span(std::string_view("a\0b\n", 4)), keep);
+  BOOST_TEST((nul.error() == net::frame_error::nul_byte));
+  net::line_framer exact{4};
+  BOOST_TEST(exact.feed(as_span("1234\r\n"), keep).has_value());
+  BOOST_TEST(lines.back() == "1234");
+}
+
+BOOST_AUTO_TEST_CASE(connect_send_recv_round_trip_through_an_echo_server) {
+  auto accepted = std::make_shared<std::atomic<int>>(0), closed = std::make_shared<std::atomic<int>>(0);
+  net::socket l = listener_on_loopback();
+  const auto port = port_of(l);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(2)};
+  rt.spawn<echo_listener>(pinned{0}, std::move(l), accepted, closed);
+  auto c = rt.spawn<worker>(pinned{1});
+  c.send(job{[port, done](worker& self) {
+    self.submit(net::connect{net::address::loopback(port)}).then([&self, done](io::result<net::socket> s) {
+      if (!s) return done->set_value("connect: " + s.error().message());
+      auto sock = std::make_shared<net::socket>(std::move(*s));
+      (void)sock->set(net::no_delay{});
+      self.submit(net::send{*sock, bytes_of("hello, troupe")}).then([&self, done, sock](io::result<net::sent> w) {
+        if (!w || w->bytes != 13) return done->set_value("send");
+        self.submit(net::recv{*sock, 64}).then([done, sock](io::result<io::bytes> r) {
+          done->set_value(r ? string_of(*r) : "recv: " + r.error().message());
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "hello, troupe");
+  rt.stop();
+  BOOST_TEST(accepted->load() == 1);
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(refused_and_timed_out_connects_are_error_values) {
+  // A port nobody listens on: bound, then closed.
+  std::uint16_t dead_port = 0;
+  {
+    net::socket l = listener_on_loopback();
+    dead_port = port_of(l);
+  }
+  // A listener whose accept queue is full drops further SYNs: a connect to
+  // it hangs until its deadline.
+  net::socket full = listener_on_loopback({.backlog = 0});
+  std::vector<int> fillers;
+  for (int i = 0; i < 8; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    auto to = net::address::loopback(port_of(full));
+    (void)::connect(fd, to.data(), to.size());
+    fillers.push_back(fd);
+  }
+  // (On loopback a handshake completes inside connect(2): by now the queue
+  // is full and the fillers beyond it have had their SYNs dropped.)
+  const auto full_port = port_of(full);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto c = rt.spawn<worker>(pinned{0});
+  c.send(job{[=](worker& self) {
+    self.submit(net::connect{net::address::loopback(dead_port)}).then([&self, done, full_port](io::result<net::socket> a) {
+      std::string first = a ? "connected" : a.error().message();
+      self.submit(net::connect{net::address::loopback(full_port)}).timeout(200ms).then([done, first](io::result<net::socket> b) {
+        done->set_value(first + " / " + (b ? "connected" : b.error() == std::errc::timed_out ? "timed out" : b.error().message()));
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == std::make_error_code(std::errc::connection_refused).message() + " / timed out");
+  rt.stop();
+  for (int fd : fillers) ::close(fd);
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(half_close_reset_and_recv_timeout) {
+  net::socket l = listener_on_loopback();
+  const auto port = port_of(l);
+  auto listener = std::make_shared<net::socket>(std::move(l));
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(2)};
+  auto server = rt.spawn<worker>(pinned{0});
+  auto client = rt.spawn<worker>(pinned{1});
+  auto log = std::make_shared<std::string>();         // the server's
+  auto client_log = std::make_shared<std::string>();  // the client's
+  auto client_done = std::make_shared<std::promise<std::string>>();
+  auto client_verdict = client_done->get_future();
+  // Server: accept; recv until end of stream (the client's half-close), then
+  // answer on the still open other half; then accept a second connection
+  // and see it reset.
+  server.send(job{[listener, log, done](worker& self) {
+    self.submit(net::accept{*listener}).then([&self, listener, log, done](io::result<net::accepted> a) {
+      auto conn = std::make_shared<net::socket>(std::move(a->socket));
+      self.submit(net::recv{*conn, 64}).then([&self, conn, listener, log, done](io::result<io::bytes> r) {
+        *log += "got " + string_of(*r);
+        self.submit(net::recv{*conn, 64}).then([&self, conn, listener, log, done](io::result<io::bytes> eof) {
+          *log += eof && eof->empty() ? ", end of stream" : ", no end";
+          self.submit(net::send{*conn, bytes_of("bye")}).then([&self, conn, listener, log, done](io::result<net::sent>) {
+            self.submit(net::accept{*listener}).then([&self, log, done](io::result<net::accepted> b) {
+              auto second = std::make_shared<net::socket>(std::move(b->socket));
+              self.submit(net::recv{*second, 64}).then([log, done, second](io::result<io::bytes> reset) {
+                *log += reset ? ", no reset" : ", " + reset.error().message();
+                done->set_value(*log);
+              });
+            });
+          });
+        });
+      });
+    });
+  }});
+  client.send(job{[port, client_log, client_done](worker& self) {
+    self.submit(net::connect{net::address::loopback(port)}).then([&self, port, client_log, client_done](io::result<net::socket> s) {
+      auto sock = std::make_shared<net::socket>(std::move(*s));
+      // A recv with nothing coming: its deadline passes.
+      self.submit(net::recv{*sock, 64}).timeout(20ms).then([&self, sock, port, client_log, client_done](io::result<io::bytes> idle) {
+        *client_log += idle ? "" : idle.error() == std::errc::timed_out ? "idle timed out, " : idle.error().message();
+        self.submit(net::send{*sock, bytes_of("hi")}).then([&self, sock, port, client_log, client_done](io::result<net::sent>) {
+          self.submit(net::shutdown{*sock, SHUT_WR}).then([&self, sock, port, client_log, client_done](io::result<void>) {
+            self.submit(net::recv{*sock, 64}).then([&self, sock, port, client_log, client_done](io::result<io::bytes> bye) {
+              *client_log += string_of(*bye) + " after half-close";
+              client_done->set_value(*client_log);
+              // Second connection: closed with SO_LINGER 0, which resets it.
+              self.submit(net::connect{net::address::loopback(port)}).then([](io::result<net::socket> t) {
+                ::linger lg{1, 0};
+                ::setsockopt(t->fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+              });
+            });
+          });
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(client_verdict) == "idle timed out, bye after half-close");
+  BOOST_TEST(await(verdict) == "got hi, end of stream, " + std::make_error_code(std::errc::connection_reset).message());
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(unix_stream_sockets_work_like_tcp) {
+  scratch tmp;
+  auto at = net::address::unix_path(tmp / "echo.sock").value();
+  auto l = net::listen(at);
+  BOOST_REQUIRE(l.has_value());
+  auto accepted = std::make_shared<std::atomic<int>>(0), closed = std::make_shared<std::atomic<int>>(0);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(2)};
+  rt.spawn<echo_listener>(pinned{0}, std::move(*l), accepted, closed);
+  auto c = rt.spawn<worker>(pinned{1});
+  c.send(job{[at, done](worker& self) {
+    self.submit(net::connect{at}).then([&self, done](io::result<net::socket> s) {
+      if (!s) return done->set_value("connect: " + s.error().message());
+      auto sock = std::make_shared<net::socket>(std::move(*s));
+      self.submit(net::send{*sock, bytes_of("over unix")}).then([&self, sock, done](io::result<net::sent>) {
+        self.submit(net::recv{*sock, 64}).then([sock, done](io::result<io::bytes> r) {
+          done->set_value(r ? string_of(*r) : r.error().message());
+        });
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "over unix");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+namespace {
+struct many { std::uint16_t port; int count; };
+struct client_tally {
+  std::atomic<int> echoed{0}, failed{0};
+};
+// Opens `count` connections at once, sends each its number, checks the echo.
+class many_clients : public actor<many_clients> {
+  std::shared_ptr<client_tally> t_;
+  std::vector<std::shared_ptr<net::socket>> socks_;
+
+ public:
+  explicit many_clients(std::shared_ptr<client_tally> t) : t_(std::move(t)) {}
+  void on(const many& m) {
+    for (int i = 0; i < m.count; ++i)
+      submit(net::connect{net::address::loopback(m.port)}).then([this, i](io::result<net::socket> s) {
+        if (!s) return void(++t_->failed);
+        auto sock = std::make_shared<net::socket>(std::move(*s));
+        socks_.push_back(sock);
+        std::string msg = "conn " + std::to_string(i);
+        submit(net::send{*sock, bytes_of(msg)}).then([this, sock, msg](io::result<net::sent> w) {
+          if (!w) return void(++t_->failed);
+          submit(net::recv{*sock, 64}).then([this, sock, msg](io::result<io::bytes> r) {
+            (r && string_of(*r) == msg ? t_->echoed : t_->failed) += 1;
+          });
+        });
+      });
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_thousand_concurrent_connections_and_a_stop_that_leaks_nothing) {
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < 4096 && lim.rlim_max >= 4096) {
+    lim.rlim_cur = 4096;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  BOOST_REQUIRE_MESSAGE(lim.rlim_cur >= 2200, "needs 2200 descriptors, the hard limit is " << lim.rlim_max);
+  const int before = open_fds();
+  {
+    auto accepted = std::make_shared<std::atomic<int>>(0), closed = std::make_shared<std::atomic<int>>(0);
+    net::socket l = listener_on_loopback({.backlog = 4096});
+    const auto port = port_of(l);
+    auto t = std::make_shared<client_tally>();
+    runtime rt{test_config(2)};
+    rt.spawn<echo_listener>(pinned{0}, std::move(l), accepted, closed);
+    auto c = rt.spawn<many_clients>(pinned{1}, t);
+    c.send(many{port, 1000});
+    BOOST_REQUIRE(eventually([&] { return t->echoed.load() + t->failed.load() == 1000; }, 60s));
+    BOOST_TEST(t->failed.load() == 0);
+    BOOST_TEST(accepted->load() == 1000);
+    // Stop with 1000 connections open, each server side with a recv in
+    // flight, and the listener with an accept in flight: all cancelled.
+    rt.stop();
+    auto st = rt.stats();
+    check_quiescent(st);
+    std::uint64_t cancelled = 0;
+    for (const auto& s : st.shards) cancelled += s.io_cancelled;
+    BOOST_TEST(cancelled >= 1001u);
+  }
+  BOOST_TEST(open_fds() == before);
+}
