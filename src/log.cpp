@@ -1,5 +1,7 @@
 #include "log.hpp"
 
+#include <troupe/log.hpp>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <cstdlib>
@@ -21,3 +23,28 @@ spdlog::logger& log() {
 }
 
 }  // namespace troupe::detail
+
+namespace troupe {
+
+namespace {
+spdlog::level::level_enum to_spdlog(log_level l) noexcept {
+  switch (l) {
+    case log_level::debug: return spdlog::level::debug;
+    case log_level::info: return spdlog::level::info;
+    case log_level::warn: return spdlog::level::warn;
+    case log_level::error: return spdlog::level::err;
+  }
+  return spdlog::level::err;
+}
+}  // namespace
+
+void log(log_level level, std::string_view message) noexcept {
+  try {
+    detail::log().log(to_spdlog(level), "{}", message);
+  } catch (...) {
+  }
+}
+
+bool log_enabled(log_level level) noexcept { return detail::log().should_log(to_spdlog(level)); }
+
+}  // namespace troupe

@@ -1,0 +1,153 @@
+// tcp_connection<Derived>: the base of a connection actor for tcp_server.
+// It reads the socket into on_data, sends what write() queues in order,
+// closes a connection that stays silent past its idle timeout, and closes
+// with a logged reason on a peer reset, a malformed frame or a send queue
+// over its cap. Built only on troupe's public API.
+//
+//   class echo : public troupe::actors::tcp_connection<echo> {
+//    public:
+//     using tcp_connection::tcp_connection;
+//     void on_data(std::span<const std::byte> data) { write(troupe::io::bytes(data.begin(), data.end())); }
+//   };
+//
+// Derived provides `void on_data(std::span<const std::byte>)` and may
+// provide `void on_closed(std::string_view reason)`. If Derived has its own
+// on_start, it calls tcp_connection::on_start() from it.
+#pragma once
+
+#include <troupe/actor.hpp>
+#include <troupe/io.hpp>
+#include <troupe/log.hpp>
+#include <troupe/net.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace troupe::actors {
+
+/// What tcp_server hands a new connection actor (its first constructor
+/// argument): the socket, the peer, and its place in the server's
+/// connection count, given back when the actor is destroyed.
+struct tcp_accepted {
+  net::socket socket;
+  net::address peer;
+  std::shared_ptr<void> slot;
+  std::chrono::milliseconds idle_timeout{0};  // 0: none
+};
+
+struct connection_limits {
+  /// Bytes queued by write() and not yet sent past which the connection is
+  /// closed (a peer that does not read). 0: no cap.
+  std::size_t max_queued_bytes = 4 * 1024 * 1024;
+  /// Bytes asked for per recv.
+  std::size_t read_size = 64 * 1024;
+};
+
+template <class Derived>
+class tcp_connection : public actor<Derived> {
+ public:
+  explicit tcp_connection(tcp_accepted a, connection_limits limits = {})
+      : socket_(std::move(a.socket)), peer_(std::move(a.peer)), slot_(std::move(a.slot)),
+        idle_(a.idle_timeout), limits_(limits) {}
+
+  void on_start() { read_next(); }
+
+  const net::address& peer() const noexcept { return peer_; }
+  const net::socket& socket() const noexcept { return socket_; }
+  /// Bytes write() has queued that are not sent yet.
+  std::size_t queued_bytes() const noexcept { return queued_; }
+
+ protected:
+  /// Queues `data` to be sent after what is queued before it.
+  void write(io::bytes data) {
+    if (closing_ || data.empty()) return;
+    queued_ += data.size();
+    if (limits_.max_queued_bytes != 0 && queued_ > limits_.max_queued_bytes)
+      return close("send queue over " + std::to_string(limits_.max_queued_bytes) + " bytes (the peer reads too slowly)");
+    out_.push_back(std::move(data));
+    if (!sending_) send_next();
+  }
+  void write(std::string_view text) { write(io::bytes(reinterpret_cast<const std::byte*>(text.data()),
+                                                       reinterpret_cast<const std::byte*>(text.data()) + text.size())); }
+
+  /// Closes the connection: logs `reason` (info level; the peer's address
+  /// first), lets on_closed see it, and stops the actor. Writes still
+  /// queued are dropped.
+  void close(std::string_view reason) {
+    if (closing_) return;
+    closing_ = true;
+    if (log_enabled(log_level::info)) log(log_level::info, "connection " + peer_.to_string() + " closed: " + std::string(reason));
+    if constexpr (requires(Derived& d) { d.on_closed(reason); }) static_cast<Derived*>(this)->on_closed(reason);
+    this->stop();  // in-flight operations are cancelled; the socket closes with the last of them
+  }
+
+  /// Closes after what is queued has been sent (a half-close first, so the
+  /// peer reads end of stream).
+  void close_after_writes(std::string_view reason) {
+    close_reason_ = std::string(reason);
+    if (!sending_) finish_writes();
+  }
+
+ private:
+  void read_next() {
+    if (closing_) return;
+    auto request = this->submit(net::recv{socket_, limits_.read_size});
+    auto then = [this](io::result<io::bytes> r) {
+      if (!r) {
+        if (r.error() == std::errc::timed_out)
+          return close("idle for " + std::to_string(idle_.count()) + " ms");
+        return close("receive failed: " + r.error().message());
+      }
+      if (r->empty()) return close("closed by the peer");
+      static_cast<Derived*>(this)->on_data(std::span<const std::byte>(r->data(), r->size()));
+      read_next();
+    };
+    if (idle_.count() > 0) std::move(request).timeout(idle_).then(std::move(then));
+    else std::move(request).then(std::move(then));
+  }
+
+  void send_next() {
+    if (out_.empty()) {
+      sending_ = false;
+      if (!close_reason_.empty()) finish_writes();
+      return;
+    }
+    sending_ = true;
+    io::bytes next = std::move(out_.front());
+    out_.pop_front();
+    this->submit(net::send{socket_, std::move(next)}).then([this](io::result<net::sent> s) {
+      if (!s) return close("send failed: " + s.error().message());
+      queued_ -= s->bytes;
+      if (s->bytes < s->buffer.size()) {
+        // Short: the rest goes first.
+        io::bytes rest(s->buffer.begin() + static_cast<std::ptrdiff_t>(s->bytes), s->buffer.end());
+        out_.push_front(std::move(rest));
+      }
+      send_next();
+    });
+  }
+
+  void finish_writes() {
+    std::string reason = std::move(close_reason_);
+    this->submit(net::shutdown{socket_, SHUT_WR}).then([this, reason](io::result<void>) { close(reason); });
+  }
+
+  net::socket socket_;
+  net::address peer_;
+  std::shared_ptr<void> slot_;
+  std::chrono::milliseconds idle_;
+  connection_limits limits_;
+  std::deque<io::bytes> out_;
+  std::size_t queued_ = 0;
+  bool sending_ = false;
+  bool closing_ = false;
+  std::string close_reason_;
+};
+
+}  // namespace troupe::actors

@@ -1,0 +1,246 @@
+// actors/tcp_server and tcp_connection: echo through listeners on every
+// shard, the connection limit, idle timeouts, a malformed frame closing its
+// one connection while another keeps working, the send-queue cap, and a
+// stop with connections open that leaves no descriptor behind. The clients
+// are plain blocking sockets on the test thread (with receive timeouts).
+#include <actors/tcp_server.hpp>
+
+#define BOOST_TEST_MODULE tcp_server
+#include <boost/test/unit_test.hpp>
+
+#include "fixture.hpp"
+#include "io_fixture.hpp"
+
+#include <troupe/runtime.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace troupe;
+using namespace troupe_test;
+using troupe::actors::tcp_accepted;
+
+namespace {
+
+/// A blocking client socket on the test thread; reads time out after 5 s.
+class client {
+ public:
+  explicit client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    auto at = net::address::loopback(port);
+    ok_ = ::connect(fd_, at.data(), at.size()) == 0;
+  }
+  ~client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool ok() const { return ok_; }
+  void send(const std::string& s) { (void)!::send(fd_, s.data(), s.size(), MSG_NOSIGNAL); }
+  /// Reads until `n` bytes, end of stream or the timeout.
+  std::string read(std::size_t n) {
+    std::string out;
+    char buf[65536];
+    while (out.size() < n) {
+      ssize_t r = ::recv(fd_, buf, std::min(sizeof buf, n - out.size()), 0);
+      if (r <= 0) break;
+      out.append(buf, std::size_t(r));
+    }
+    return out;
+  }
+  /// True when the server closed the connection (end of stream or reset)
+  /// within the read timeout.
+  bool closed_by_server() {
+    char c;
+    ssize_t r = ::recv(fd_, &c, 1, 0);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+struct seen {
+  std::mutex m;
+  std::set<shard_id> shards;
+  std::vector<std::string> closed_reasons;
+};
+
+class echo : public actors::tcp_connection<echo> {
+  std::shared_ptr<seen> seen_;
+
+ public:
+  echo(tcp_accepted a, std::shared_ptr<seen> s) : tcp_connection(std::move(a)), seen_(std::move(s)) {
+    std::lock_guard g(seen_->m);
+    seen_->shards.insert(troupe::this_shard());
+  }
+  void on_data(std::span<const std::byte> d) { write(io::bytes(d.begin(), d.end())); }
+  void on_closed(std::string_view reason) {
+    std::lock_guard g(seen_->m);
+    seen_->closed_reasons.emplace_back(reason);
+  }
+};
+
+// A line protocol: "flood" answers 1 MiB ten times; any other line is
+// echoed upper-cased. Lines are at most 16 bytes.
+class shouter : public actors::tcp_connection<shouter> {
+  std::shared_ptr<seen> seen_;
+  net::line_framer framer_{16};
+
+ public:
+  shouter(tcp_accepted a, std::shared_ptr<seen> s)
+      : tcp_connection(std::move(a), {.max_queued_bytes = 2 * 1024 * 1024}), seen_(std::move(s)) {}
+  void on_data(std::span<const std::byte> d) {
+    auto ok = framer_.feed(d, [this](std::string_view line) {
+      if (line == "flood") {
+        for (int i = 0; i < 10; ++i) write(io::bytes(1 << 20, std::byte{'x'}));
+        return;
+      }
+      std::string up(line);
+      for (char& c : up) c = char(std::toupper(static_cast<unsigned char>(c)));
+      write(up + "\n");
+    });
+    if (!ok) close("malformed frame: " + ok.error().message());
+  }
+  void on_closed(std::string_view reason) {
+    std::lock_guard g(seen_->m);
+    seen_->closed_reasons.emplace_back(reason);
+  }
+};
+
+bool has_reason(seen& s, std::string_view part) {
+  std::lock_guard g(s.m);
+  for (auto& r : s.closed_reasons)
+    if (r.find(part) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(echoes_through_a_listener_on_every_shard) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(2)};
+  auto server = actors::serve_tcp<echo>(rt, {.at = net::address::loopback(0)}, s);
+  BOOST_REQUIRE_MESSAGE(server.has_value(), server.error().message());
+  BOOST_REQUIRE(eventually([&] { return server->counters().listeners.load() == 2; }));
+  std::vector<std::unique_ptr<client>> clients;
+  for (int i = 0; i < 50; ++i) {
+    clients.push_back(std::make_unique<client>(server->port()));
+    BOOST_REQUIRE(clients.back()->ok());
+  }
+  for (int i = 0; i < 50; ++i) clients[std::size_t(i)]->send("message " + std::to_string(i));
+  for (int i = 0; i < 50; ++i) {
+    std::string want = "message " + std::to_string(i);
+    BOOST_TEST(clients[std::size_t(i)]->read(want.size()) == want);
+  }
+  BOOST_TEST(server->counters().accepted.load() == 50u);
+  BOOST_TEST(server->counters().open.load() == 50u);
+  {
+    std::lock_guard g(s->m);
+    BOOST_TEST(s->shards.size() == 2u);  // SO_REUSEPORT spread them (50 connections)
+  }
+  clients.clear();  // the peers close: every connection actor goes
+  BOOST_TEST(eventually([&] { return server->counters().open.load() == 0; }));
+  BOOST_TEST(has_reason(*s, "closed by the peer"));
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(connections_beyond_the_limit_are_closed_at_once) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(1)};
+  auto server = actors::serve_tcp<echo>(rt, {.at = net::address::loopback(0), .max_connections = 2}, s);
+  BOOST_REQUIRE(server.has_value());
+  client a(server->port()), b(server->port());
+  a.send("a");
+  b.send("b");
+  BOOST_TEST(a.read(1) == "a");
+  BOOST_TEST(b.read(1) == "b");
+  client c(server->port());
+  BOOST_TEST(c.closed_by_server());
+  BOOST_TEST(server->counters().refused.load() == 1u);
+  a.send("still");
+  BOOST_TEST(a.read(5) == "still");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_connection_idles_out) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(1)};
+  auto server = actors::serve_tcp<echo>(rt, {.at = net::address::loopback(0), .idle_timeout = 100ms}, s);
+  BOOST_REQUIRE(server.has_value());
+  client quiet(server->port());
+  BOOST_TEST(quiet.closed_by_server());
+  BOOST_TEST(eventually([&] { return has_reason(*s, "idle for 100 ms"); }));
+  rt.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_frame_closes_only_its_connection) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(2)};
+  auto server = actors::serve_tcp<shouter>(rt, {.at = net::address::loopback(0)}, s);
+  BOOST_REQUIRE(server.has_value());
+  client good(server->port()), bad(server->port());
+  good.send("hello\n");
+  BOOST_TEST(good.read(6) == "HELLO\n");
+  bad.send("this line is much longer than sixteen bytes\n");
+  BOOST_TEST(bad.closed_by_server());
+  BOOST_TEST(eventually([&] { return has_reason(*s, "malformed frame: line longer"); }));
+  // The other connection is unaffected.
+  good.send("still ");
+  good.send("here\n");
+  BOOST_TEST(good.read(11) == "STILL HERE\n");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_that_does_not_read_hits_the_send_queue_cap) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(1)};
+  auto server = actors::serve_tcp<shouter>(rt, {.at = net::address::loopback(0)}, s);
+  BOOST_REQUIRE(server.has_value());
+  client lazy(server->port());
+  lazy.send("flood\n");  // 10 MiB answered, 2 MiB allowed in the queue, never read
+  BOOST_TEST(eventually([&] { return has_reason(*s, "send queue over 2097152 bytes"); }));
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(stopping_with_connections_open_leaks_no_descriptor) {
+  const int before = open_fds();
+  {
+    auto s = std::make_shared<seen>();
+    runtime rt{test_config(2)};
+    auto server = actors::serve_tcp<echo>(rt, {.at = net::address::loopback(0)}, s);
+    BOOST_REQUIRE(server.has_value());
+    std::vector<std::unique_ptr<client>> clients;
+    for (int i = 0; i < 20; ++i) clients.push_back(std::make_unique<client>(server->port()));
+    for (auto& c : clients) c->send("x");
+    for (auto& c : clients) BOOST_TEST(c->read(1) == "x");
+    rt.stop();
+    check_quiescent(rt.stats());
+    for (auto& c : clients) BOOST_TEST(c->closed_by_server());
+  }
+  BOOST_TEST(open_fds() == before);
+}
+
+BOOST_AUTO_TEST_CASE(a_port_in_use_is_an_error_value) {
+  auto taken = net::listen(net::address::loopback(0));
+  BOOST_REQUIRE(taken.has_value());
+  runtime rt{test_config(1)};
+  auto server = actors::serve_tcp<echo>(rt, {.at = taken->local_address().value()}, std::make_shared<seen>());
+  BOOST_REQUIRE(!server.has_value());
+  BOOST_TEST((server.error() == std::errc::address_in_use));
+  rt.stop();
+}
