@@ -37,6 +37,7 @@ struct actor_extras {
   timer_id next_timer = 1;
   std::unordered_map<timer_id, std::unique_ptr<periodic_timer>> timers;
   pending_io* io_head = nullptr;  // operations submitted, not yet delivered
+  std::uint64_t io_serial = 0;
 };
 
 namespace {
@@ -201,6 +202,7 @@ void submit_io(actor_base* owner, pending_io* p) {
   actor_extras& x = extras_of(*owner);
   control_block* cb = actor_access::cb(*owner);
   p->owner = cb;
+  p->serial = ++x.io_serial;
   cb->add_ref();  // the record may outlive the actor
   p->next_op = x.io_head;
   if (x.io_head) x.io_head->prev = p;
@@ -216,6 +218,25 @@ void submit_blocking(actor_base* owner, pending_io* p) {
   p->owner = cb;
   cb->add_ref();
   this_shard_ptr()->core().blocking().push(p);
+}
+
+bool cancel_io(actor_base* owner, const io::handle& h) noexcept {
+  actor_extras* x = actor_access::extras(*owner);
+  if (x == nullptr || h.record == nullptr) return false;
+  for (pending_io* p = x->io_head; p != nullptr; p = p->next_op) {
+    if (p != h.record) continue;
+    if (p->serial != h.serial || p->st != pending_io::state::in_flight) return false;
+    // Off the actor's list and its anchor now: the record is the kernel's
+    // until its CQE, which is then dropped (shard::complete_io).
+    if (p->prev) p->prev->next_op = p->next_op;
+    else x->io_head = p->next_op;
+    if (p->next_op) p->next_op->prev = p->prev;
+    p->prev = p->next_op = nullptr;
+    anchor(actor_access::cb(*owner), -1);
+    this_shard_ptr()->cancel_io(p);
+    return true;
+  }
+  return false;
 }
 
 void io_delivered(actor_base* owner, pending_io* p) noexcept {

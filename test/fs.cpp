@@ -13,6 +13,7 @@
 #include <troupe/fs.hpp>
 
 #include <dirent.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -547,5 +548,33 @@ BOOST_AUTO_TEST_CASE(an_operation_with_a_timeout_completes_with_timed_out_or_its
   }});
   BOOST_TEST(await(verdict) == "timed out, then ping");
   rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(poll_reports_readiness_and_cancel_drops_an_operation_in_flight) {
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  fs::file reader(p[0]), writer(p[1]);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  auto ran = std::make_shared<std::atomic<int>>(0);
+  runtime rt{test_config(2)};
+  auto w = rt.spawn<worker>(stealable{});
+  w.send(job{[rfd = reader.fd(), wfd = writer.fd(), done, ran](worker& self) {
+    // A poll that nothing will satisfy, cancelled: its continuation never runs.
+    io::handle stuck = self.submit(io::poll{rfd, POLLPRI}).then([ran](io::result<unsigned>) { ++*ran; });
+    bool cancelled = self.cancel(stuck);
+    bool again = self.cancel(stuck);  // no longer in flight
+    self.submit(io::poll{rfd, POLLIN}).then([&self, done, cancelled, again](io::result<unsigned> r) {
+      std::string s = r && (*r & POLLIN) ? "readable" : "not readable";
+      s += cancelled ? ", cancelled" : ", not cancelled";
+      s += again ? ", twice" : ", once";
+      done->set_value(s);
+    });
+    (void)!::write(wfd, "x", 1);
+  }});
+  BOOST_TEST(await(verdict) == "readable, cancelled, once");
+  rt.stop();
+  BOOST_TEST(ran->load() == 0);
   check_quiescent(rt.stats());
 }

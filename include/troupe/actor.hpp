@@ -94,22 +94,27 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
   }
 
   template <class F>
-  void then(F&& fn) && {
+  io::handle then(F&& fn) && {
     static_assert(std::is_invocable_v<F&, io::result<output>>,
                   "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
     detail::control_block* cb = detail::actor_access::cb(*owner_);
     if constexpr (io::blocking_operation<Op>) {
       blocking(cb, std::forward<F>(fn));
+      return {};
     } else {
       if constexpr (io::operation_with_fallback<Op>) {
         io_uring_sqe probe{};
         op_.prepare(&probe);  // prepare has no side effect the ring sees
-        if (!detail::ring_supports(probe)) return blocking(cb, std::forward<F>(fn));
+        if (!detail::ring_supports(probe)) {
+          blocking(cb, std::forward<F>(fn));
+          return {};
+        }
       }
       auto* p = detail::make_envelope<detail::pending_io_with<Op, std::decay_t<F>>>(cb, std::move(op_),
                                                                                  std::forward<F>(fn));
       p->timeout_ns = timeout_.count();
       detail::submit_io(owner_, p);
+      return io::handle{p, p->serial};
     }
   }
 
@@ -173,6 +178,13 @@ class actor : public actor_base {
   /// fs::read_fixed / write_fixed; empty when none is free or none is
   /// configured. It goes back to its shard when the handle is destroyed.
   io::fixed_buffer take_fixed_buffer() const noexcept { return detail::take_fixed_buffer(); }
+
+  /// Cancels a ring operation still in the kernel (IORING_OP_ASYNC_CANCEL):
+  /// its continuation never runs, and what it owned is released when the
+  /// kernel lets go of it. False if it had completed already (then its
+  /// continuation runs or has run).
+  bool cancel(const io::handle& h) noexcept { return detail::cancel_io(this, h); }
+  using actor_base::cancel;
 
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no
   /// timer thread).

@@ -16,6 +16,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <type_traits>
@@ -83,6 +84,32 @@ concept blocking_operation = std::move_constructible<Op> && requires(Op& op) {
 template <class Op>
 concept operation_with_fallback = operation<Op> && requires(Op& op) {
   { op.run() } -> std::same_as<result<typename Op::output>>;
+};
+
+/// Names one ring operation in flight, for actor::cancel(handle). What
+/// `submit(op).then(fn)` returns; empty for blocking-pool operations.
+struct handle {
+  const void* record = nullptr;
+  std::uint64_t serial = 0;
+  explicit operator bool() const noexcept { return record != nullptr; }
+};
+
+/// Waits until `fd` is ready for `events` (POLLIN, POLLOUT, ...), once:
+/// IORING_OP_POLL_ADD. The result is the ready events (revents). The
+/// adapter for C libraries that work by readiness (c-ares, libpq, ...):
+/// poll their descriptors through the shard's ring instead of a thread. The
+/// descriptor stays the caller's; cancel the poll (actor::cancel) before
+/// the library closes it.
+struct poll {
+  int fd;
+  unsigned events;
+
+  using output = unsigned;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_poll_add(sqe, fd, events); }
+  result<unsigned> complete(int res, unsigned) {
+    if (res < 0) return std::error_code(-res, std::generic_category());
+    return static_cast<unsigned>(res);
+  }
 };
 
 /// A raw completion: the CQE's res and flags as the kernel wrote them.

@@ -32,6 +32,7 @@ struct pending_io : envelope {
   unsigned cqe_flags = 0;
   state st = state::in_flight;
   bool unsupported = false;  // the kernel lacks the opcode: never submitted
+  std::uint64_t serial = 0;     // names it in an io::handle (never reused by its actor)
   std::int64_t timeout_ns = 0;  // > 0: a linked timeout; the kernel reads `deadline` at submission
   __kernel_timespec deadline{};
   pending_io* prev = nullptr;  // the owner's list of operations
@@ -52,6 +53,10 @@ bool ring_supports(const io_uring_sqe& prepared) noexcept;
 /// `owner` (shard threads only). Blocking jobs do not anchor the actor:
 /// their result is a message, and it reaches the actor wherever it runs.
 void submit_blocking(actor_base* owner, pending_io* p);
+
+/// Cancels the operation `h` of `owner` if it is still in the kernel: its
+/// continuation will not run. True if it was.
+bool cancel_io(actor_base* owner, const io::handle& h) noexcept;
 
 /// The owner runs the completion: unlinks `p` (its anchor was lifted when
 /// its CQE came back).
