@@ -14,6 +14,7 @@ packages=(
   libcaf-dev               # CAF 0.17, peer in test/bench
   libxxhash-dev            # examples/checksum hashes with XXH3
   xxhash                   # xxhsum: the reference its output is checked against
+  libc-ares-dev            # actors/resolver: asynchronous DNS driven from the ring
 )
 
 missing=()
