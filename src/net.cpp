@@ -1,6 +1,7 @@
 // Addresses and listening sockets: parsing literals, printing, and the
 // plain system calls that never block (socket, setsockopt, bind, listen).
 #include <troupe/net/address.hpp>
+#include <troupe/net/datagram.hpp>
 #include <troupe/net/framing.hpp>
 #include <troupe/net/socket.hpp>
 
@@ -164,6 +165,19 @@ result<socket> make_socket(int family, int type) {
   int fd = ::socket(family, type | SOCK_CLOEXEC, 0);
   if (fd < 0) return last_error();
   return socket(fd);
+}
+
+result<socket> bind_datagram(const address& at) {
+  auto s = make_socket(at.family(), SOCK_DGRAM);
+  if (!s) return s.error();
+  if (::bind(s->fd(), at.data(), at.size()) != 0) return last_error();
+  return std::move(*s);
+}
+
+result<std::pair<socket, socket>> socket_pair(int type) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, fds) != 0) return last_error();
+  return std::pair<socket, socket>(socket(fds[0]), socket(fds[1]));
 }
 
 result<socket> listen(const address& at, listen_options options) {

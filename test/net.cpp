@@ -16,7 +16,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -342,4 +344,108 @@ BOOST_AUTO_TEST_CASE(a_thousand_concurrent_connections_and_a_stop_that_leaks_not
     BOOST_TEST(cancelled >= 1001u);
   }
   BOOST_TEST(open_fds() == before);
+}
+
+BOOST_AUTO_TEST_CASE(udp_with_several_peers_answers_each_at_its_address) {
+  auto server = net::bind_datagram(net::address::loopback(0));
+  BOOST_REQUIRE(server.has_value());
+  const auto at = server->local_address().value();
+  auto srv = std::make_shared<net::socket>(std::move(*server));
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(2)};
+  auto s = rt.spawn<worker>(pinned{0});
+  auto c = rt.spawn<worker>(pinned{1});
+  // Server: answer three datagrams, each with "re: " + its text, to its sender.
+  s.send(job{[srv](worker& self) {
+    auto left = std::make_shared<int>(3);
+    auto serve = std::make_shared<std::function<void()>>();
+    *serve = [&self, srv, left, serve] {
+      self.submit(net::recv_from{*srv, 64}).then([&self, srv, left, serve](io::result<net::datagram> d) {
+        if (!d) return;
+        self.submit(net::send_to{*srv, d->peer, bytes_of("re: " + string_of(d->data))}).then([](io::result<net::sent>) {});
+        if (--*left > 0) (*serve)();
+        else *serve = nullptr;  // breaks the cycle
+      });
+    };
+    (*serve)();
+  }});
+  // Three clients, each its own socket and port.
+  c.send(job{[at, done](worker& self) {
+    auto answers = std::make_shared<std::vector<std::string>>();
+    for (int i = 0; i < 3; ++i) {
+      auto made = net::bind_datagram(net::address::loopback(0));
+      auto sock = std::make_shared<net::socket>(std::move(*made));
+      self.submit(net::send_to{*sock, at, bytes_of("peer " + std::to_string(i))}).then([&self, sock, answers, done](io::result<net::sent>) {
+        self.submit(net::recv_from{*sock, 64}).then([sock, answers, done](io::result<net::datagram> d) {
+          answers->push_back(d ? string_of(d->data) + (d->truncated ? " (cut)" : "") : d.error().message());
+          if (answers->size() == 3) {
+            std::sort(answers->begin(), answers->end());
+            done->set_value((*answers)[0] + "|" + (*answers)[1] + "|" + (*answers)[2]);
+          }
+        });
+      });
+    }
+  }});
+  BOOST_TEST(await(verdict) == "re: peer 0|re: peer 1|re: peer 2");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(a_datagram_longer_than_the_buffer_is_reported_truncated) {
+  auto pair = net::socket_pair(SOCK_DGRAM);
+  BOOST_REQUIRE(pair.has_value());
+  auto a = std::make_shared<net::socket>(std::move(pair->first));
+  auto b = std::make_shared<net::socket>(std::move(pair->second));
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(1)};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[a, b, done](worker& self) {
+    self.submit(net::send{*a, bytes_of("0123456789")}).then([&self, a, b, done](io::result<net::sent>) {
+      self.submit(net::recv_from{*b, 4}).then([a, b, done](io::result<net::datagram> d) {
+        done->set_value(d ? string_of(d->data) + (d->truncated ? " truncated" : " whole") : d.error().message());
+      });
+    });
+  }});
+  BOOST_TEST(await(verdict) == "0123 truncated");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(descriptors_pass_over_a_unix_socket) {
+  auto pair = net::socket_pair(SOCK_STREAM);
+  BOOST_REQUIRE(pair.has_value());
+  auto a = std::make_shared<net::socket>(std::move(pair->first));
+  auto b = std::make_shared<net::socket>(std::move(pair->second));
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  fs::file read_end(p[0]);
+  const int before = open_fds();
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{test_config(2)};
+  auto sender = rt.spawn<worker>(pinned{0});
+  auto receiver = rt.spawn<worker>(pinned{1});
+  receiver.send(job{[b, done](worker& self) {
+    self.submit(net::recv_fds{*b, 64, 4}).then([b, done](io::result<net::with_fds> m) {
+      if (!m) return done->set_value(m.error().message());
+      if (m->files.size() != 1) return done->set_value(std::to_string(m->files.size()) + " descriptors");
+      // Write through the descriptor that came over the socket.
+      (void)!::write(m->files[0].fd(), "through", 7);
+      done->set_value(string_of(m->data));
+    });
+  }});
+  sender.send(job{[a, w = std::make_shared<fs::file>(p[1])](worker& self) {
+    std::vector<fs::file> files;
+    files.emplace_back(::dup(w->fd()));
+    self.submit(net::send_fds{*a, bytes_of("here is a pipe"), std::move(files)}).then([a](io::result<std::size_t>) {});
+  }});
+  BOOST_TEST(await(verdict) == "here is a pipe");
+  char got[8] = {};
+  BOOST_TEST(::read(read_end.fd(), got, 7) == 7);
+  BOOST_TEST(std::string(got) == "through");
+  rt.stop();
+  check_quiescent(rt.stats());
+  BOOST_TEST(open_fds() <= before);  // the passed copy and the sender's closed
 }
