@@ -11,11 +11,19 @@
 //   };
 //
 // Derived provides `void on_data(std::span<const std::byte>)` and may
-// provide `void on_closed(std::string_view reason)`. If Derived has its own
-// on_start, it calls tcp_connection::on_start() from it.
+// provide `void on_closed(std::string_view reason)` and `void on_writable()`.
+// If Derived has its own on_start, it calls tcp_connection::on_start().
+//
+// Backpressure, two ways (both bounded by max_queued_bytes):
+// - write(): queue and forget; a queue past the cap closes the connection
+//   (a peer that does not read is dropped, memory stays bounded);
+// - try_write(): refuses past the cap with errc::would_overflow and hands
+//   the data back; on_writable() runs once the queue has drained to half
+//   the cap, to produce more.
 #pragma once
 
 #include <troupe/actor.hpp>
+#include <troupe/error.hpp>
 #include <troupe/io.hpp>
 #include <troupe/log.hpp>
 #include <troupe/net.hpp>
@@ -73,6 +81,19 @@ class tcp_connection : public actor<Derived> {
     out_.push_back(std::move(data));
     if (!sending_) send_next();
   }
+  /// Queues `data` unless that would pass max_queued_bytes: then
+  /// errc::would_overflow, `data` untouched, and on_writable() runs once
+  /// the queue is down to half the cap.
+  result<void> try_write(io::bytes& data) {
+    if (closing_) return errc::actor_stopped;
+    if (limits_.max_queued_bytes != 0 && queued_ + data.size() > limits_.max_queued_bytes) {
+      writable_wanted_ = true;
+      return errc::would_overflow;
+    }
+    write(std::move(data));
+    return {};
+  }
+
   void write(std::string_view text) { write(io::bytes(reinterpret_cast<const std::byte*>(text.data()),
                                                        reinterpret_cast<const std::byte*>(text.data()) + text.size())); }
 
@@ -124,6 +145,11 @@ class tcp_connection : public actor<Derived> {
     this->submit(net::send{socket_, std::move(next)}).then([this](io::result<net::sent> s) {
       if (!s) return close("send failed: " + s.error().message());
       queued_ -= s->bytes;
+      if (writable_wanted_ && queued_ <= limits_.max_queued_bytes / 2) {
+        writable_wanted_ = false;
+        if constexpr (requires(Derived& d) { d.on_writable(); }) static_cast<Derived*>(this)->on_writable();
+        if (closing_) return;
+      }
       if (s->bytes < s->buffer.size()) {
         // Short: the rest goes first.
         io::bytes rest(s->buffer.begin() + static_cast<std::ptrdiff_t>(s->bytes), s->buffer.end());
@@ -147,6 +173,7 @@ class tcp_connection : public actor<Derived> {
   std::size_t queued_ = 0;
   bool sending_ = false;
   bool closing_ = false;
+  bool writable_wanted_ = false;
   std::string close_reason_;
 };
 

@@ -19,6 +19,7 @@ class category final : public std::error_category {
       case errc::runtime_stopped: return "the runtime is stopping or stopped";
       case errc::unsupported: return "not supported by this kernel";
       case errc::broken_promise: return "the actor dropped its promise without answering";
+      case errc::would_overflow: return "the queue is full";
     }
     return "unknown troupe error";
   }

@@ -118,6 +118,43 @@ class shouter : public actors::tcp_connection<shouter> {
   }
 };
 
+// "stream N\n" answers N chunks of 64 KiB (chunk i filled with byte i % 251)
+// through try_write, pausing at would_overflow until on_writable.
+class producer : public actors::tcp_connection<producer> {
+  std::shared_ptr<seen> seen_;
+  net::line_framer framer_{64};
+  int next_ = 0, total_ = 0;
+
+ public:
+  static constexpr std::size_t chunk = 64 * 1024;
+  producer(tcp_accepted a, std::shared_ptr<seen> s)
+      : tcp_connection(std::move(a), {.max_queued_bytes = 1024 * 1024}), seen_(std::move(s)) {}
+  void on_data(std::span<const std::byte> d) {
+    (void)framer_.feed(d, [this](std::string_view line) {
+      if (line.substr(0, 7) == "stream ") total_ = std::stoi(std::string(line.substr(7)));
+      produce();
+    });
+  }
+  void on_writable() { produce(); }
+  void on_closed(std::string_view reason) {
+    std::lock_guard g(seen_->m);
+    seen_->closed_reasons.emplace_back(reason);
+  }
+
+ private:
+  void produce() {
+    while (next_ < total_) {
+      io::bytes b(chunk, std::byte(next_ % 251));
+      if (!try_write(b)) {
+        std::lock_guard g(seen_->m);
+        seen_->closed_reasons.emplace_back("paused");  // counted by the test
+        return;
+      }
+      ++next_;
+    }
+  }
+};
+
 bool has_reason(seen& s, std::string_view part) {
   std::lock_guard g(s.m);
   for (auto& r : s.closed_reasons)
@@ -243,4 +280,30 @@ BOOST_AUTO_TEST_CASE(a_port_in_use_is_an_error_value) {
   BOOST_REQUIRE(!server.has_value());
   BOOST_TEST((server.error() == std::errc::address_in_use));
   rt.stop();
+}
+
+BOOST_AUTO_TEST_CASE(try_write_pauses_at_the_cap_and_resumes_when_writable) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(2)};
+  auto server = actors::serve_tcp<producer>(rt, {.at = net::address::loopback(0)}, s);
+  BOOST_REQUIRE(server.has_value());
+  client c(server->port());
+  const int chunks = 200;  // 12.5 MiB through a 1 MiB queue
+  c.send("stream " + std::to_string(chunks) + "\n");
+  bool all_right = true;
+  for (int i = 0; i < chunks && all_right; ++i) {
+    std::string got = c.read(producer::chunk);
+    all_right = got.size() == producer::chunk && got.find_first_not_of(char(i % 251)) == std::string::npos;
+  }
+  BOOST_TEST(all_right);
+  std::size_t pauses = 0;
+  {
+    std::lock_guard g(s->m);
+    for (auto& r : s->closed_reasons) pauses += r == "paused";
+    BOOST_TEST(s->closed_reasons.size() == pauses);  // paused, never closed
+  }
+  BOOST_TEST(pauses > 0u);
+  BOOST_TEST_MESSAGE("paused " << pauses << " times");
+  rt.stop();
+  check_quiescent(rt.stats());
 }

@@ -24,6 +24,9 @@ enum class errc {
   /// The handler answered through a troupe::promise and then let the
   /// promise go unanswered (a bug in that handler's actor).
   broken_promise,
+  /// A bounded queue is full: the data was not taken (it is handed back);
+  /// try again when told it is writable.
+  would_overflow,
 };
 
 const std::error_category& troupe_category() noexcept;
