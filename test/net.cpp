@@ -40,6 +40,9 @@ std::span<const std::byte> as_span(std::string_view s) {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
+// Receives the echo connections have put in flight, over the test run.
+std::atomic<int> reads_armed{0};
+
 // Echoes what it reads on one connection until end of stream.
 class echo_connection : public actor<echo_connection> {
   net::socket s_;
@@ -52,6 +55,7 @@ class echo_connection : public actor<echo_connection> {
 
  private:
   void read() {
+    ++reads_armed;
     submit(net::recv{s_, 4096}).then([this](io::result<io::bytes> b) {
       if (!b || b->empty()) {
         ++*closed_;
@@ -322,6 +326,7 @@ BOOST_AUTO_TEST_CASE(a_thousand_concurrent_connections_and_a_stop_that_leaks_not
   }
   BOOST_REQUIRE_MESSAGE(lim.rlim_cur >= 2200, "needs 2200 descriptors, the hard limit is " << lim.rlim_max);
   const int before = open_fds();
+  reads_armed = 0;
   {
     auto accepted = std::make_shared<std::atomic<int>>(0), closed = std::make_shared<std::atomic<int>>(0);
     net::socket l = listener_on_loopback({.backlog = 4096});
@@ -334,6 +339,9 @@ BOOST_AUTO_TEST_CASE(a_thousand_concurrent_connections_and_a_stop_that_leaks_not
     BOOST_REQUIRE(eventually([&] { return t->echoed.load() + t->failed.load() == 1000; }, 60s));
     BOOST_TEST(t->failed.load() == 0);
     BOOST_TEST(accepted->load() == 1000);
+    // Every server side has its next recv in flight again (the client saw
+    // its echo before the server's send continuation re-armed it).
+    BOOST_REQUIRE(eventually([&] { return reads_armed.load() == 2000; }));
     // Stop with 1000 connections open, each server side with a recv in
     // flight, and the listener with an accept in flight: all cancelled.
     rt.stop();
