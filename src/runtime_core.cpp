@@ -74,7 +74,8 @@ void runtime_core::start() {
   for (shard_id s = 0; s < n; ++s) {
     threads_.emplace_back([this, s, &errors, &ready] {
       if (cfg_.pinning == thread_pinning::cpu) {
-        if (int cpu = nth_cpu(s); cpu >= 0) {
+        int cpu = cfg_.cpus.empty() ? nth_cpu(s) : cfg_.cpus[s % cfg_.cpus.size()];
+        if (cpu >= 0) {
           cpu_set_t set;
           CPU_ZERO(&set);
           CPU_SET(cpu, &set);

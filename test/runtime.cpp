@@ -5,6 +5,8 @@
 
 #include "fixture.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -25,6 +27,12 @@ class counter : public actor<counter> {
  public:
   void on(const add& m) { total_ += m.n; }
   long on(const get&) { return total_; }
+};
+
+struct where_q {};
+class cpu_reporter : public actor<cpu_reporter> {
+ public:
+  int on(const where_q&) { return sched_getcpu(); }
 };
 
 }  // namespace
@@ -131,4 +139,17 @@ BOOST_AUTO_TEST_CASE(spawning_after_stop_gives_a_stopped_actor_and_leaks_nothing
   auto r = rt.ask(late, get{}).wait();
   BOOST_TEST((r.error() == errc::actor_stopped));
   check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(config_cpus_pins_each_shard_to_the_cpu_named) {
+  if (std::thread::hardware_concurrency() < 2) return;  // nothing to choose from
+  config c = test_config(2);
+  c.pinning = thread_pinning::cpu;
+  c.cpus = {1, 0};  // shard 0 on CPU 1, shard 1 on CPU 0
+  runtime rt{c};
+  auto a = rt.spawn<cpu_reporter>(pinned{0});
+  auto b = rt.spawn<cpu_reporter>(pinned{1});
+  BOOST_TEST(rt.ask(a, where_q{}).get() == 1);
+  BOOST_TEST(rt.ask(b, where_q{}).get() == 0);
+  rt.stop();
 }

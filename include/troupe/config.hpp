@@ -5,6 +5,7 @@
 #include <troupe/fwd.hpp>
 
 #include <chrono>
+#include <vector>
 
 namespace troupe {
 
@@ -68,6 +69,9 @@ struct config {
   /// How long an idle shard polls before it parks. Tests use 0.
   std::chrono::microseconds spin_before_park = defaults::spin_before_park;
   thread_pinning pinning = thread_pinning::cpu;
+  /// With thread_pinning::cpu: shard i runs on cpus[i % size]. Empty: the
+  /// i-th CPU of the affinity mask of the thread that creates the runtime.
+  std::vector<int> cpus{};
   foreign_doorbell foreign = foreign_doorbell::automatic;
   work_stealing stealing{};
   /// Threads for fs::blocking operations (started on first use).
