@@ -118,7 +118,10 @@ class tcp_connection : public actor<Derived> {
  private:
   void read_next() {
     if (closing_) return;
-    auto request = this->submit(net::recv{socket_, limits_.read_size});
+    // One read buffer, reused: it comes back with each result.
+    io::bytes buffer = std::move(read_buffer_);
+    buffer.resize(limits_.read_size);
+    auto request = this->submit(net::recv{socket_, std::move(buffer)});
     auto then = [this](io::result<io::bytes> r) {
       if (!r) {
         if (r.error() == std::errc::timed_out)
@@ -127,6 +130,7 @@ class tcp_connection : public actor<Derived> {
       }
       if (r->empty()) return close("closed by the peer");
       static_cast<Derived*>(this)->on_data(std::span<const std::byte>(r->data(), r->size()));
+      read_buffer_ = std::move(*r);
       read_next();
     };
     if (idle_.count() > 0) std::move(request).timeout(idle_).then(std::move(then));
@@ -169,6 +173,7 @@ class tcp_connection : public actor<Derived> {
   std::shared_ptr<void> slot_;
   std::chrono::milliseconds idle_;
   connection_limits limits_;
+  io::bytes read_buffer_;
   std::deque<io::bytes> out_;
   std::size_t queued_ = 0;
   bool sending_ = false;
