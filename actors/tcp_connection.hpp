@@ -10,7 +10,8 @@
 //     void on_data(std::span<const std::byte> data) { write(troupe::io::bytes(data.begin(), data.end())); }
 //   };
 //
-// Derived provides `void on_data(std::span<const std::byte>)` and may
+// Derived provides `void on_data(std::span<const std::byte>)` (or
+// `void on_data(io::bytes&&)` to take the received buffer over) and may
 // provide `void on_closed(std::string_view reason)` and `void on_writable()`.
 // If Derived has its own on_start, it calls tcp_connection::on_start().
 //
@@ -111,6 +112,7 @@ class tcp_connection : public actor<Derived> {
   /// Closes after what is queued has been sent (a half-close first, so the
   /// peer reads end of stream).
   void close_after_writes(std::string_view reason) {
+    if (closing_ || !close_reason_.empty()) return;
     close_reason_ = std::string(reason);
     if (!sending_) finish_writes();
   }
@@ -128,9 +130,17 @@ class tcp_connection : public actor<Derived> {
           return close("idle for " + std::to_string(idle_.count()) + " ms");
         return close("receive failed: " + r.error().message());
       }
-      if (r->empty()) return close("closed by the peer");
-      static_cast<Derived*>(this)->on_data(std::span<const std::byte>(r->data(), r->size()));
-      read_buffer_ = std::move(*r);
+      // The peer is done sending (it may still read): what is queued goes
+      // out first, then our side closes too.
+      if (r->empty()) return close_after_writes("closed by the peer");
+      if constexpr (requires(Derived& d, io::bytes b) { d.on_data(std::move(b)); }) {
+        // Derived takes the buffer (say, to write it back): no copy; the
+        // next read gets a new one.
+        static_cast<Derived*>(this)->on_data(std::move(*r));
+      } else {
+        static_cast<Derived*>(this)->on_data(std::span<const std::byte>(r->data(), r->size()));
+        read_buffer_ = std::move(*r);
+      }
       read_next();
     };
     if (idle_.count() > 0) std::move(request).timeout(idle_).then(std::move(then));

@@ -29,7 +29,8 @@ namespace io = troupe::io;
 class echo : public troupe::actors::tcp_connection<echo> {
  public:
   using tcp_connection::tcp_connection;
-  void on_data(std::span<const std::byte> data) { write(io::bytes(data.begin(), data.end())); }
+  // Takes the received buffer over and sends it back: no copy.
+  void on_data(io::bytes&& data) { write(std::move(data)); }
 };
 
 // --quick: 10 blocking client sockets, 100 messages each, every echo checked.

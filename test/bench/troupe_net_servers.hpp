@@ -20,13 +20,14 @@ namespace bench::troupe_net {
 namespace net = troupe::net;
 namespace io = troupe::io;
 
-/// Echo: every byte back, in order (tcp_connection: ordered writes).
+/// Echo: every byte back, in order (tcp_connection: ordered writes; the
+/// received buffer itself is sent back).
 class echo : public troupe::actors::tcp_connection<echo> {
  public:
   explicit echo(troupe::actors::tcp_accepted a) : tcp_connection(std::move(a), {.max_queued_bytes = 0}) {
     (void)socket().set(net::no_delay{});
   }
-  void on_data(std::span<const std::byte> d) { write(io::bytes(d.begin(), d.end())); }
+  void on_data(io::bytes&& d) { write(std::move(d)); }  // the received buffer goes back out, no copy
 };
 
 /// Sink: counts, and at end of stream answers the count (8 bytes, native
