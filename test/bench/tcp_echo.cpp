@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
   const int server_cpu = 1;
   std::vector<contender> cs{
       {"troupe", [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo>(server_cpu), l); }},
+      {"troupe_nospin",
+       [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo>(server_cpu, false), l); }},
       {"raw_uring", [&](const auto& l) { return drive(p::start_raw_uring_echo(server_cpu), l); }},
       {"asio", [&](const auto& l) { return drive(p::start_asio_echo(server_cpu), l); }},
   };

@@ -80,10 +80,13 @@ class udp_echo : public troupe::actor<udp_echo> {
   }
 };
 
-inline troupe::config server_config(int cpu) {
+/// `spin`: the default spin_before_park (the shard polls a little before
+/// it sleeps); false: it sleeps at once, as the peer servers do.
+inline troupe::config server_config(int cpu, bool spin = true) {
   troupe::config c;
   c.shards = 1;
   c.cpus = {cpu};
+  if (!spin) c.spin_before_park = std::chrono::microseconds(0);
   return c;
 }
 
@@ -91,7 +94,7 @@ inline troupe::config server_config(int cpu) {
 template <class Connection>
 class tcp_server {
  public:
-  explicit tcp_server(int cpu) : rt_(server_config(cpu)) {
+  explicit tcp_server(int cpu, bool spin = true) : rt_(server_config(cpu, spin)) {
     auto s = troupe::actors::serve_tcp<Connection>(rt_, {.at = net::address::loopback(0), .idle_timeout = {}});
     if (!s) bench::fail("troupe server: " + s.error().message());
     port_ = s->port();
@@ -106,7 +109,7 @@ class tcp_server {
 
 class udp_server {
  public:
-  explicit udp_server(int cpu) : rt_(server_config(cpu)) {
+  explicit udp_server(int cpu, bool spin = true) : rt_(server_config(cpu, spin)) {
     auto s = net::bind_datagram(net::address::loopback(0));
     if (!s) bench::fail("troupe udp server: " + s.error().message());
     port_ = s->local_address().value().port();

@@ -1,7 +1,8 @@
 // udp_pingpong: one datagram in flight between the load client (CPU 0,
 // blocking send/recv, peers_net.hpp) and a UDP echo server on CPU 1:
 // troupe's (one recvmsg in flight on one shard) against hand-written liburing
-// and Boost.Asio ones. Mean round trip in µs (p99 on stderr).
+// and Boost.Asio ones. Mean round trip in µs (p99 on stderr). troupe_nospin:
+// spin_before_park = 0, so its shard sleeps at once like the peers' threads.
 #include "harness.hpp"
 #include "peers_net.hpp"
 #include "troupe_net_servers.hpp"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   bench::run_interleaved(o, "udp_pingpong", "us",
                          {
                              {"troupe", [&] { return drive("troupe", t::udp_server(server_cpu), u); }},
+                             {"troupe_nospin", [&] { return drive("troupe_nospin", t::udp_server(server_cpu, false), u); }},
                              {"raw_uring", [&] { return drive("raw_uring", p::start_raw_uring_udp_echo(server_cpu), u); }},
                              {"asio", [&] { return drive("asio", p::start_asio_udp_echo(server_cpu), u); }},
                          });
