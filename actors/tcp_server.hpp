@@ -67,32 +67,40 @@ class tcp_listener : public actor<tcp_listener<Connection, Args...>> {
   void on(const stop_listening&) { this->stop(); }
 
  private:
+  // One multishot accept: a completion per connection from one SQE,
+  // re-armed when the kernel ends it.
   void next() {
-    this->submit(net::accept{socket_}).then([this](io::result<net::accepted> a) {
-      if (!a) {
+    this->submit(net::accept_multishot{socket_}).then([this](io::result<net::socket> s, bool more) {
+      if (!s) {
         // EMFILE/ENFILE: out of descriptors for now; others end the listener.
-        log(log_level::error, "tcp_server on " + options_.at.to_string() + ": accept failed: " + a.error().message());
-        if (a.error() == std::errc::too_many_files_open || a.error() == std::errc::too_many_files_open_in_system)
-          return next();
-        return this->stop();
+        log(log_level::error, "tcp_server on " + options_.at.to_string() + ": accept failed: " + s.error().message());
+        if (s.error() != std::errc::too_many_files_open && s.error() != std::errc::too_many_files_open_in_system)
+          return this->stop();
+      } else {
+        accepted(std::move(*s));
       }
-      counters_->accepted.fetch_add(1, std::memory_order_relaxed);
-      if (counters_->open.fetch_add(1, std::memory_order_acq_rel) >= options_.max_connections) {
-        counters_->open.fetch_sub(1, std::memory_order_acq_rel);
-        counters_->refused.fetch_add(1, std::memory_order_relaxed);
-        log(log_level::warn, "tcp_server on " + options_.at.to_string() + ": connection from " + a->peer.to_string() +
-                                 " closed: " + std::to_string(options_.max_connections) +
-                                 " connections open (max_connections)");
-        this->submit(net::close{std::move(a->socket)}).then([](io::result<void>) {});
-        return next();
-      }
-      // Its place in the count goes back when the connection actor is gone.
-      std::shared_ptr<void> slot(nullptr, [c = counters_](void*) { c->open.fetch_sub(1, std::memory_order_acq_rel); });
-      tcp_accepted start{std::move(a->socket), std::move(a->peer), std::move(slot), options_.idle_timeout};
-      std::apply([&](const Args&... args) { this->template spawn<Connection>(pinned{this->this_shard()}, std::move(start), args...); },
-                 args_);
-      next();
+      if (!more) next();
     });
+  }
+
+  void accepted(net::socket s) {
+    auto known = s.peer_address();  // ENOTCONN if the peer left already: then "-"
+    net::address peer = known ? *known : net::address();
+    counters_->accepted.fetch_add(1, std::memory_order_relaxed);
+    if (counters_->open.fetch_add(1, std::memory_order_acq_rel) >= options_.max_connections) {
+      counters_->open.fetch_sub(1, std::memory_order_acq_rel);
+      counters_->refused.fetch_add(1, std::memory_order_relaxed);
+      log(log_level::warn, "tcp_server on " + options_.at.to_string() + ": connection from " + peer.to_string() +
+                               " closed: " + std::to_string(options_.max_connections) +
+                               " connections open (max_connections)");
+      this->submit(net::close{std::move(s)}).then([](io::result<void>) {});
+      return;
+    }
+    // Its place in the count goes back when the connection actor is gone.
+    std::shared_ptr<void> slot(nullptr, [c = counters_](void*) { c->open.fetch_sub(1, std::memory_order_acq_rel); });
+    tcp_accepted start{std::move(s), std::move(peer), std::move(slot), options_.idle_timeout};
+    std::apply([&](const Args&... args) { this->template spawn<Connection>(pinned{this->this_shard()}, std::move(start), args...); },
+               args_);
   }
 
   net::socket socket_;

@@ -81,11 +81,22 @@ void shard::cancel_io(pending_io* p) noexcept {
 }
 
 void shard::complete_io(pending_io* p, int res, unsigned flags) noexcept {
+  control_block* owner = p->owner;
+  if ((flags & IORING_CQE_F_MORE) != 0) {
+    // Not the last CQE of this record: it stays in the kernel. (An io::raw
+    // SQE made multishot by its user: its extra CQEs are dropped.)
+    if (p->more == nullptr) return;
+    if (!p->multishot) return p->more(p, res, flags, false);  // two-step: absorbed here
+    if (p->st == pending_io::state::orphaned) return p->more(p, res, flags, false);
+    return post(owner, make_envelope<shot_envelope>(owner, p, res, flags));
+  }
   p->res = res;
   p->cqe_flags = flags;
-  control_block* owner = p->owner;
   if (p->st == pending_io::state::orphaned) {
-    dead_letter_unsent(owner, p);
+    // Cancelled by an actor that lives on: after its queued shots (FIFO),
+    // and dropped when it runs. Otherwise a dead letter now.
+    if (p->multishot && owner->life_.load(std::memory_order_acquire) != life::dead) post(owner, p);
+    else dead_letter_unsent(owner, p);
   } else {
     p->st = pending_io::state::completed;
     // Out of the kernel: the completion is a message now and may follow

@@ -338,7 +338,7 @@ bool shard::reap() noexcept {
         }
         break;
       case cqe_kind::io:
-        --inflight_;
+        if ((cqe->flags & IORING_CQE_F_MORE) == 0) --inflight_;  // its last CQE
         complete_io(reinterpret_cast<pending_io*>(arg_of(ud)), cqe->res, cqe->flags);
         break;
       case cqe_kind::io_cancel: break;  // the target had completed already

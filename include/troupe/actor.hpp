@@ -95,8 +95,13 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
 
   template <class F>
   io::handle then(F&& fn) && {
-    static_assert(std::is_invocable_v<F&, io::result<output>>,
-                  "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
+    if constexpr (io::multishot_operation<Op>)
+      static_assert(std::is_invocable_v<F&, io::result<output>, bool>,
+                    "troupe: submit(multishot op).then(fn): fn must be callable with "
+                    "(troupe::io::result<Output>, bool more)");
+    else
+      static_assert(std::is_invocable_v<F&, io::result<output>>,
+                    "troupe: submit(op).then(fn): fn must be callable with troupe::io::result<Output>");
     detail::control_block* cb = detail::actor_access::cb(*owner_);
     if constexpr (io::blocking_operation<Op>) {
       blocking(cb, std::forward<F>(fn));

@@ -77,6 +77,23 @@ concept blocking_operation = std::move_constructible<Op> && requires(Op& op) {
   { op.run() } -> std::same_as<result<typename Op::output>>;
 };
 
+/// An operation whose SQE completes many times (IORING_CQE_F_MORE):
+/// multishot accept, multishot recv. Each CQE becomes its own message of
+/// the actor: the continuation runs as `fn(io::result<output>, bool more)`,
+/// with `more` false on the last one (an error, or the kernel ending it).
+template <class Op>
+concept multishot_operation = operation<Op> && Op::multishot;
+
+/// An operation with one result and a second CQE the runtime waits for
+/// before it hands the result over (IORING_OP_SEND_ZC: the send's count,
+/// then the notification that the kernel no longer reads the buffer).
+/// `absorb(res, flags)` takes the first CQE on the shard; `complete` the
+/// last.
+template <class Op>
+concept two_step_operation = operation<Op> && requires(Op& op, int res, unsigned flags) {
+  { op.absorb(res, flags) } -> std::same_as<void>;
+};
+
 /// An operation that can also run as a plain syscall: when the kernel lacks
 /// its opcode (probed when the runtime starts), `submit` runs `run()` on the
 /// blocking pool instead (fs::ftruncate before Linux 6.9). An operation

@@ -38,6 +38,11 @@ struct pending_io : envelope {
   pending_io* prev = nullptr;  // the owner's list of operations
   pending_io* next_op = nullptr;
   void (*prepare)(pending_io*, io_uring_sqe*) = nullptr;
+  /// A CQE with IORING_CQE_F_MORE: for a multishot operation, deliver or
+  /// drop one result (`deliver`, on the actor's shard, from a shot
+  /// message); for a two-step one, absorb it (on the ring's shard, at once).
+  void (*more)(pending_io*, int res, unsigned flags, bool deliver) = nullptr;
+  bool multishot = false;  // `more` results become messages (else: absorbed)
   void (*run_blocking)(pending_io*) = nullptr;  // set for blocking-pool jobs
 };
 
@@ -62,8 +67,25 @@ bool cancel_io(actor_base* owner, const io::handle& h) noexcept;
 /// its CQE came back).
 void io_delivered(actor_base* owner, pending_io* p) noexcept;
 
+/// One result of a multishot operation, a message of its actor. It runs
+/// before the operation's final message (same sender, FIFO), so the
+/// record it points to is alive.
+struct shot_envelope final : envelope {
+  pending_io* src;
+  int res;
+  unsigned flags;
+  shot_envelope(pending_io* p, int r, unsigned f) : src(p), res(r), flags(f) { fn = &run; }
+  static void run(envelope* e, envelope_action act, control_block*) {
+    auto* self = static_cast<shot_envelope*>(e);
+    destroy_on_exit<shot_envelope> guard{self};
+    const bool deliver = act == envelope_action::deliver && self->src->st != pending_io::state::orphaned;
+    self->src->more(self->src, self->res, self->flags, deliver);
+  }
+};
+
 template <class Op, class F>
 struct pending_io_with final : pending_io {
+  using output = typename Op::output;
   Op op;
   F then;
   template <class G>
@@ -72,16 +94,37 @@ struct pending_io_with final : pending_io {
     prepare = [](pending_io* p, io_uring_sqe* sqe) {
       static_cast<pending_io_with*>(p)->op.prepare(sqe);
     };
+    if constexpr (io::multishot_operation<Op>) {
+      multishot = true;
+      more = [](pending_io* p, int res, unsigned flags, bool deliver) {
+        auto* self = static_cast<pending_io_with*>(p);
+        if (deliver) return self->then(self->op.complete(res, flags), true);
+        try {
+          (void)self->op.complete(res, flags);  // releases what it handed over
+        } catch (...) {
+        }
+      };
+    } else if constexpr (io::two_step_operation<Op>) {
+      more = [](pending_io* p, int res, unsigned flags, bool) {
+        static_cast<pending_io_with*>(p)->op.absorb(res, flags);
+      };
+    }
+  }
+  void call(io::result<output>&& r) {
+    if constexpr (io::multishot_operation<Op>) then(std::move(r), false);
+    else then(std::move(r));
   }
   static void run(envelope* e, envelope_action act, control_block* cb) {
     auto* self = static_cast<pending_io_with*>(e);
     destroy_on_exit<pending_io_with> guard{self};
+    // Cancelled by its actor (cancel(handle)): unlinked then, dropped now.
+    if (act == envelope_action::deliver && self->st == state::orphaned) act = envelope_action::drop;
     if (act == envelope_action::deliver) {
       io_delivered(cb->actor_, self);
-      if (self->unsupported) self->then(io::result<typename Op::output>(errc::unsupported));
+      if (self->unsupported) self->call(io::result<output>(errc::unsupported));
       else if (self->timeout_ns > 0 && self->res == -ECANCELED)  // its linked timeout fired
-        self->then(io::result<typename Op::output>(std::make_error_code(std::errc::timed_out)));
-      else self->then(self->op.complete(self->res, self->cqe_flags));
+        self->call(io::result<output>(std::make_error_code(std::errc::timed_out)));
+      else self->call(self->op.complete(self->res, self->cqe_flags));
       return;
     }
     // Nobody takes the result: build it anyway and let it go, so that what

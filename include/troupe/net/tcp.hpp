@@ -49,6 +49,26 @@ struct accept {
   }
 };
 
+/// Multishot accept (IORING_OP_ACCEPT with IORING_ACCEPT_MULTISHOT): one
+/// SQE, one completion per connection, until an error or a cancel ends it
+/// (then `more` is false; re-submit to go on accepting). The peer address
+/// is not reported (multishot accept has one address slot for all): ask
+/// the socket (peer_address()).
+struct accept_multishot {
+  detail::shared_descriptor keep;
+  int fd;
+  static constexpr bool multishot = true;
+
+  explicit accept_multishot(const socket& listener) : keep(listener.share()), fd(listener.fd()) {}
+
+  using output = socket;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_multishot_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC); }
+  io::result<socket> complete(int res, unsigned) {
+    if (res < 0) return io::error_of(res);
+    return socket(res);
+  }
+};
+
 /// A new stream socket connected to `to` (socket(2) at once, connect(2) on
 /// the ring). Give it a deadline with `.timeout(d)`.
 struct connect {
@@ -96,6 +116,32 @@ struct send {
   io::result<sent> complete(int res, unsigned) {
     if (res < 0) return io::error_of(res);
     return sent{static_cast<std::size_t>(res), std::move(buffer)};
+  }
+};
+
+/// send(2) without copying the buffer into the kernel (IORING_OP_SEND_ZC,
+/// Linux 6.0+): the pages are sent from the buffer itself, and the result
+/// comes once the kernel has let go of them (its second CQE). Whether it
+/// pays depends on the size: doc/io.md has the measurement.
+struct send_zc {
+  detail::shared_descriptor keep;
+  int fd;
+  io::bytes buffer;
+  int flags;
+  int sent_res = 0;  // the first CQE's result
+
+  send_zc(const socket& s, io::bytes data, int f = 0)
+      : keep(s.share()), fd(s.fd()), buffer(std::move(data)), flags(f | MSG_NOSIGNAL) {}
+
+  using output = sent;
+  void prepare(io_uring_sqe* sqe) { io_uring_prep_send_zc(sqe, fd, buffer.data(), buffer.size(), flags, 0); }
+  void absorb(int res, unsigned) { sent_res = res; }
+  io::result<sent> complete(int res, unsigned cqe_flags) {
+    // The notification (IORING_CQE_F_NOTIF) carries no count: the first
+    // CQE's result is the send's. A send that failed at once has only one.
+    if ((cqe_flags & IORING_CQE_F_NOTIF) == 0) sent_res = res;
+    if (sent_res < 0) return io::error_of(sent_res);
+    return sent{static_cast<std::size_t>(sent_res), std::move(buffer)};
   }
 };
 
