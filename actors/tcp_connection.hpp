@@ -56,6 +56,9 @@ struct connection_limits {
   std::size_t max_queued_bytes = 4 * 1024 * 1024;
   /// Bytes asked for per recv.
   std::size_t read_size = 64 * 1024;
+  /// Writes of at least this many bytes go out with IORING_OP_SEND_ZC (no
+  /// copy into the kernel); 0: never. doc/io.md has the measurement.
+  std::size_t zero_copy_from = 0;
 };
 
 template <class Derived>
@@ -156,21 +159,27 @@ class tcp_connection : public actor<Derived> {
     sending_ = true;
     io::bytes next = std::move(out_.front());
     out_.pop_front();
-    this->submit(net::send{socket_, std::move(next)}).then([this](io::result<net::sent> s) {
-      if (!s) return close("send failed: " + s.error().message());
-      queued_ -= s->bytes;
-      if (writable_wanted_ && queued_ <= limits_.max_queued_bytes / 2) {
-        writable_wanted_ = false;
-        if constexpr (requires(Derived& d) { d.on_writable(); }) static_cast<Derived*>(this)->on_writable();
-        if (closing_) return;
-      }
-      if (s->bytes < s->buffer.size()) {
-        // Short: the rest goes first.
-        io::bytes rest(s->buffer.begin() + static_cast<std::ptrdiff_t>(s->bytes), s->buffer.end());
-        out_.push_front(std::move(rest));
-      }
-      send_next();
-    });
+    auto then = [this](io::result<net::sent> s) { on_sent(std::move(s)); };
+    if (limits_.zero_copy_from != 0 && next.size() >= limits_.zero_copy_from)
+      this->submit(net::send_zc{socket_, std::move(next)}).then(std::move(then));
+    else
+      this->submit(net::send{socket_, std::move(next)}).then(std::move(then));
+  }
+
+  void on_sent(io::result<net::sent> s) {
+    if (!s) return close("send failed: " + s.error().message());
+    queued_ -= s->bytes;
+    if (writable_wanted_ && queued_ <= limits_.max_queued_bytes / 2) {
+      writable_wanted_ = false;
+      if constexpr (requires(Derived& d) { d.on_writable(); }) static_cast<Derived*>(this)->on_writable();
+      if (closing_) return;
+    }
+    if (s->bytes < s->buffer.size()) {
+      // Short: the rest goes first.
+      io::bytes rest(s->buffer.begin() + static_cast<std::ptrdiff_t>(s->bytes), s->buffer.end());
+      out_.push_front(std::move(rest));
+    }
+    send_next();
   }
 
   void finish_writes() {

@@ -2,7 +2,8 @@
 // client (peers_net.hpp): "sink" (the server reads and discards, then
 // answers the byte count) and "echo" (every byte comes back and is checked).
 // troupe's servers (actors/tcp_server) against hand-written liburing and
-// Boost.Asio ones; server on CPU 1, client on CPU 0.
+// Boost.Asio ones; server on CPU 1, client on CPU 0. troupe_zc: the echo
+// server's 64 KiB writes go out with SEND_ZC (connection_limits::zero_copy_from).
 #include "harness.hpp"
 #include "peers_net.hpp"
 #include "troupe_net_servers.hpp"
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   bench::run_interleaved(o, "tcp_stream_echo", "GiB/s",
                          {
                              {"troupe", [&] { return drive(t::tcp_server<t::echo>(server_cpu), echo); }},
+                             {"troupe_zc", [&] { return drive(t::tcp_server<t::echo_zc>(server_cpu), echo); }},
                              {"raw_uring", [&] { return drive(p::start_raw_uring_echo(server_cpu), echo); }},
                              {"asio", [&] { return drive(p::start_asio_echo(server_cpu), echo); }},
                          });

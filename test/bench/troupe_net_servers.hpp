@@ -30,6 +30,16 @@ class echo : public troupe::actors::tcp_connection<echo> {
   void on_data(io::bytes&& d) { write(std::move(d)); }  // the received buffer goes back out, no copy
 };
 
+/// Echo whose writes of 16 KiB or more go out with SEND_ZC.
+class echo_zc : public troupe::actors::tcp_connection<echo_zc> {
+ public:
+  explicit echo_zc(troupe::actors::tcp_accepted a)
+      : tcp_connection(std::move(a), {.max_queued_bytes = 0, .zero_copy_from = 16 * 1024}) {
+    (void)socket().set(net::no_delay{});
+  }
+  void on_data(io::bytes&& d) { write(std::move(d)); }
+};
+
 /// Sink: counts, and at end of stream answers the count (8 bytes, native
 /// order) and closes. Its own read loop: tcp_connection closes at EOF.
 class sink : public troupe::actor<sink> {
