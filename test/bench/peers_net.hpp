@@ -91,6 +91,29 @@ echo_server_handle start_asio_echo(int cpu);
 // The Asio counterpart of start_raw_uring_sink.
 echo_server_handle start_asio_sink(int cpu);
 
+// CAF 0.17 io broker TCP echo (peers_net_caf.cpp): a function-based
+// caf::io::broker adopts the listening socket (add_doorman); for each new
+// connection it sets receive_policy::at_most(64 KiB) and answers every
+// new_data_msg with write + flush of the chunk; on EOF CAF detaches the
+// connection (connection_closed_msg) and closes its socket.  CAF sets
+// TCP_NODELAY on every socket it manages.  flush() does not send: it arms
+// EPOLLOUT and the send follows on the next epoll_wait round (then EPOLLOUT
+// is disarmed), so an echo costs two epoll_ctl calls and one epoll round
+// more than with Asio, which tries the send at once.
+// Not ONE thread: the starter's thread, pinned to `cpu`, creates an
+// actor_system (1 scheduler worker, work-sharing policy, the middleman's
+// utility actor on the scheduler) and then sleeps until stop(); the system
+// starts 4 threads of its own: the scheduler worker (which CAF 0.17.6 names
+// "caf.multiplexer" too), the clock thread "caf.clock", the printer actor
+// behind caf::aout (detached, always spawned) "caf.actor", and the
+// middleman's epoll loop "caf.multiplexer".  Each inherits the pinning to
+// `cpu` and is pinned to it again by a caf::thread_hook.  The broker runs on
+// the epoll loop's thread only; the other three stay blocked on condition
+// variables during a load.  cpu_seconds() adds up the starter's thread and
+// all of CAF's threads.  stop() sends the broker an exit and destroys the
+// actor system, which joins all of them.
+echo_server_handle start_caf_broker_echo(int cpu);
+
 // Hand-written liburing UDP echo on 127.0.0.1: ONE recvmsg armed at a time
 // (64 KiB buffer, source address) -> sendmsg back to the source -> recvmsg.
 // One, because every armed recvmsg on a socket is woken by each datagram:

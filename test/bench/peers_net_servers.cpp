@@ -25,46 +25,7 @@ using namespace net_detail;
 
 // --- the handle -----------------------------------------------------------------
 
-class echo_server_handle::impl {
- public:
-  virtual ~impl() = default;
-  std::uint16_t port() const noexcept { return port_; }
-  double cpu_seconds() const {
-    if (!thread_.joinable()) return final_cpu_;
-    clockid_t id;
-    if (int e = pthread_getcpuclockid(const_cast<std::thread&>(thread_).native_handle(), &id); e != 0)
-      fail_errno("pthread_getcpuclockid", e);
-    return thread_cpu_seconds(id);
-  }
-  void stop() noexcept {
-    if (!thread_.joinable()) return;
-    final_cpu_ = cpu_seconds();
-    request_stop();
-    thread_.join();
-  }
-
- protected:
-  // Runs body(ready) on a thread pinned to `cpu`; body sets `ready` once it
-  // can serve.  Returns when it has.
-  template <class Body>
-  void launch(const char* what, int cpu, Body body) {
-    std::promise<void> ready;
-    auto f = ready.get_future();
-    thread_ = std::thread([this, cpu, body, r = std::move(ready)]() mutable {
-      pin(cpu);
-      body(r);
-    });
-    if (f.wait_for(kSetupLimit) != std::future_status::ready) fail(std::string(what) + ": server did not start");
-  }
-  // Makes the server thread's loop return soon; called from the owner thread.
-  virtual void request_stop() noexcept = 0;
-
-  std::uint16_t port_ = 0;
-
- private:
-  std::thread thread_;
-  double final_cpu_ = 0;
-};
+// echo_server_handle::impl, the base of every server, is in peers_net_common.hpp.
 
 echo_server_handle::echo_server_handle() noexcept = default;
 echo_server_handle::echo_server_handle(std::unique_ptr<impl> server) noexcept : impl_(std::move(server)) {}

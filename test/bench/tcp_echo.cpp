@@ -1,10 +1,11 @@
 // tcp_echo: 64 connections, 16 pipelined 64-byte messages each, every echo
 // checked, driven by the one load client (peers_net.hpp) against troupe's
 // echo server (actors/tcp_server + tcp_connection), a hand-written liburing
-// echo server and a Boost.Asio (epoll) one. Server on CPU 1, client on
-// CPU 0 (each one thread; troupe: one shard, config::cpus = {1}). Figures:
-// messages per second and the p99 round trip (µs), medians of interleaved
-// repetitions. CAF 0.17's io broker is not a peer: see doc/benchmarks.md.
+// echo server, a Boost.Asio (epoll) one and a CAF 0.17 io broker. Server on
+// CPU 1, client on CPU 0 (each one thread; troupe: one shard, config::cpus =
+// {1}; CAF: all of its actor system's threads pinned to CPU 1, the broker
+// running on its multiplexer thread). Figures: messages per second and the
+// p99 round trip (µs), medians of interleaved repetitions.
 #include "harness.hpp"
 #include "peers_net.hpp"
 #include "troupe_net_servers.hpp"
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
        [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo>(server_cpu, false), l); }},
       {"raw_uring", [&](const auto& l) { return drive(p::start_raw_uring_echo(server_cpu), l); }},
       {"asio", [&](const auto& l) { return drive(p::start_asio_echo(server_cpu), l); }},
+      {"caf_broker", [&](const auto& l) { return drive(p::start_caf_broker_echo(server_cpu), l); }},
   };
   std::vector<std::vector<double>> rate(cs.size()), p99(cs.size());
   for (int r = 0; r < o.repetitions; ++r)
