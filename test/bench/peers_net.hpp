@@ -37,7 +37,7 @@ namespace bench::peers {
 // nothing.  Only the thread that owns the handle may call its members.
 class echo_server_handle {
  public:
-  class impl;  // one per server kind, in peers_net.cpp
+  class impl;  // one per server kind: peers_net_servers.cpp, peers_net_caf.cpp (declared in peers_net_common.hpp)
 
   echo_server_handle() noexcept;
   explicit echo_server_handle(std::unique_ptr<impl> server) noexcept;
