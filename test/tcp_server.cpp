@@ -307,3 +307,57 @@ BOOST_AUTO_TEST_CASE(try_write_pauses_at_the_cap_and_resumes_when_writable) {
   rt.stop();
   check_quiescent(rt.stats());
 }
+
+BOOST_AUTO_TEST_CASE(a_100_mib_stream_arrives_whole_through_small_reads) {
+  // The server reads 4 KiB at a time while the client pushes as fast as
+  // loopback goes: TCP flow control holds the rest in the kernel, nothing
+  // is lost, and the server's memory stays one read buffer.
+  struct result_slot {
+    std::mutex m;
+    std::uint64_t bytes = 0, hash = 0;
+    bool done = false;
+  };
+  static result_slot slot;  // the connection's last words, for the test thread
+  class reporting_hasher : public actors::tcp_connection<reporting_hasher> {
+    std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0;
+
+   public:
+    explicit reporting_hasher(tcp_accepted a) : tcp_connection(std::move(a), {.read_size = 4096}) {}
+    void on_data(std::span<const std::byte> d) {
+      for (std::byte b : d) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+      bytes_ += d.size();
+    }
+    void on_closed(std::string_view) {
+      std::lock_guard g(slot.m);
+      slot.bytes = bytes_;
+      slot.hash = hash_;
+      slot.done = true;
+    }
+  };
+  runtime rt{test_config(2)};
+  auto server = actors::serve_tcp<reporting_hasher>(rt, {.at = net::address::loopback(0)});
+  BOOST_REQUIRE(server.has_value());
+  const std::size_t total = 100u << 20;
+  std::uint64_t want = 1469598103934665603ull;
+  {
+    client c(server->port());
+    std::string chunk(1 << 20, '\0');
+    std::uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
+      for (char& ch : chunk) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ch = char(x);
+        want = (want ^ std::uint64_t(static_cast<unsigned char>(ch))) * 1099511628211ull;
+      }
+      c.send(chunk);
+    }
+  }  // closes: the server sees end of stream
+  BOOST_REQUIRE(eventually([&] {
+    std::lock_guard g(slot.m);
+    return slot.done;
+  }, 120s));
+  std::lock_guard g(slot.m);
+  BOOST_TEST(slot.bytes == total);
+  BOOST_TEST(slot.hash == want);
+  rt.stop();
+}
