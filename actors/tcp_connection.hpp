@@ -29,6 +29,7 @@
 #include <troupe/log.hpp>
 #include <troupe/net.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -56,6 +57,11 @@ struct connection_limits {
   std::size_t max_queued_bytes = 4 * 1024 * 1024;
   /// Bytes asked for per recv.
   std::size_t read_size = 64 * 1024;
+  /// Receive with a multishot recv into the shard's provided-buffer ring
+  /// (config::recv_buffers) instead of one recv at a time into an owned
+  /// buffer: a silent connection holds no memory. When the ring runs dry
+  /// (ENOBUFS) the recv is re-armed after a short backoff, losing nothing.
+  bool provided_buffers = false;
   /// Writes of at least this many bytes go out with IORING_OP_SEND_ZC (no
   /// copy into the kernel); 0: never. doc/io.md has the measurement.
   std::size_t zero_copy_from = 0;
@@ -72,6 +78,8 @@ class tcp_connection : public actor<Derived> {
 
   const net::address& peer() const noexcept { return peer_; }
   const net::socket& socket() const noexcept { return socket_; }
+  /// Times the provided-buffer ring was dry and the recv waited for it.
+  std::uint64_t buffer_waits() const noexcept { return buffer_waits_; }
   /// Bytes write() has queued that are not sent yet.
   std::size_t queued_bytes() const noexcept { return queued_; }
 
@@ -123,6 +131,7 @@ class tcp_connection : public actor<Derived> {
  private:
   void read_next() {
     if (closing_) return;
+    if (limits_.provided_buffers) return arm_multishot();
     // One read buffer, reused: it comes back with each result.
     io::bytes buffer = std::move(read_buffer_);
     buffer.resize(limits_.read_size);
@@ -140,14 +149,55 @@ class tcp_connection : public actor<Derived> {
         // Derived takes the buffer (say, to write it back): no copy; the
         // next read gets a new one.
         static_cast<Derived*>(this)->on_data(std::move(*r));
-      } else {
+      } else if constexpr (requires(Derived& d, std::span<const std::byte> v) { d.on_data(v); }) {
         static_cast<Derived*>(this)->on_data(std::span<const std::byte>(r->data(), r->size()));
         read_buffer_ = std::move(*r);
+      } else {
+        return close("on_data takes only net::buffer: set connection_limits::provided_buffers");
       }
       read_next();
     };
     if (idle_.count() > 0) std::move(request).timeout(idle_).then(std::move(then));
     else std::move(request).then(std::move(then));
+  }
+
+  // Provided buffers: one multishot recv for many arrivals; idleness is
+  // watched by a sleep operation, since a linked timeout would bound the
+  // whole multishot recv, not the silence between arrivals.
+  void arm_multishot() {
+    if (closing_) return;
+    this->submit(net::recv_multishot{socket_}).then([this](io::result<net::buffer> b, bool more) {
+      if (closing_) return;
+      if (!b) {
+        if (b.error() == std::errc::no_buffer_space) {
+          ++buffer_waits_;
+          // Every buffer of the ring is held somewhere: try again shortly
+          // (they come back as their holders drop them).
+          backoff_ = backoff_.count() == 0 ? std::chrono::microseconds(50) : std::min(backoff_ * 2, std::chrono::microseconds(10'000));
+          this->submit(io::sleep{backoff_}).then([this](io::result<void>) { arm_multishot(); });
+          return;
+        }
+        return close("receive failed: " + b.error().message());
+      }
+      if (b->empty()) return close_after_writes("closed by the peer");
+      backoff_ = {};
+      ++arrivals_;
+      if constexpr (requires(Derived& d, net::buffer nb) { d.on_data(std::move(nb)); })
+        static_cast<Derived*>(this)->on_data(std::move(*b));
+      else
+        static_cast<Derived*>(this)->on_data(b->bytes());
+      if (!more) arm_multishot();  // the kernel ended it: go on
+    });
+    if (idle_.count() > 0 && !idle_watch_) watch_idle(arrivals_);
+  }
+
+  void watch_idle(std::uint64_t seen) {
+    idle_watch_ = true;
+    this->submit(io::sleep{idle_}).then([this, seen](io::result<void>) {
+      if (closing_) return;
+      if (arrivals_ == seen) return close("idle for " + std::to_string(idle_.count()) + " ms");
+      watch_idle(arrivals_);
+    });
   }
 
   void send_next() {
@@ -198,6 +248,10 @@ class tcp_connection : public actor<Derived> {
   bool sending_ = false;
   bool closing_ = false;
   bool writable_wanted_ = false;
+  bool idle_watch_ = false;
+  std::uint64_t buffer_waits_ = 0;
+  std::uint64_t arrivals_ = 0;
+  std::chrono::microseconds backoff_{0};
   std::string close_reason_;
 };
 

@@ -70,6 +70,26 @@ shard::shard(runtime_core& core, shard_id id)
 
 shard::~shard() {
   if (fixed_ != nullptr) fixed_->release();
+  if (recv_ != nullptr) recv_->release();
+}
+
+recv_pool* shard::recv_buffers() noexcept {
+  if (recv_tried_) return recv_;
+  recv_tried_ = true;
+  const auto& want = cfg().recv_buffers;
+  if (want.count == 0) return nullptr;
+  try {
+    auto* p = new recv_pool(ring_.get(), want.count, want.size);
+    if (!p->registered()) {
+      log().warn("shard {}: no provided-buffer ring ({}): multishot recv is unsupported here", id_, p->why_not());
+      p->release();
+      return nullptr;
+    }
+    recv_ = p;
+  } catch (const std::exception& e) {
+    log().error("shard {}: {}", id_, e.what());
+  }
+  return recv_;
 }
 
 std::string name_of(const control_block* cb) {
@@ -292,6 +312,7 @@ constexpr std::int64_t max_submit_delay_ns =
 }  // namespace
 
 bool shard::turn() {
+  if (recv_ != nullptr && recv_->has_returns()) recv_->drain();  // buffers given back elsewhere
   bool worked = reap();
   worked |= take_inbox();
   if (!timers_.empty()) worked |= fire_timers();
@@ -705,6 +726,7 @@ void shard::shutdown() {
   // Phase 4: every envelope of this pool is home; close the ring.
   reap();
   if (fixed_ != nullptr) fixed_->unregistered();  // buffers still held work as plain memory
+  if (recv_ != nullptr) recv_->unregistered();
   ring_.close();
 }
 

@@ -4,6 +4,7 @@
 
 #include "envelope_pool.hpp"
 #include "fixed_pool.hpp"
+#include "recv_pool.hpp"
 #include "ring.hpp"
 #include "steal_deque.hpp"
 #include "timer_heap.hpp"
@@ -129,6 +130,9 @@ class shard {
   bool supports(unsigned opcode) const noexcept { return opcode < 256 && supported_[opcode]; }
   /// This shard's registered buffers, or nullptr (config::fixed_buffers).
   fixed_pool* fixed() const noexcept { return fixed_; }
+  /// This shard's provided-buffer ring, made on first use; nullptr if none
+  /// is configured or the kernel refused it (logged once).
+  recv_pool* recv_buffers() noexcept;
   const config& cfg() const noexcept;
 
  private:
@@ -185,6 +189,8 @@ class shard {
   const bool steal_every_turn_;   // config::fault_injection
   std::bitset<256> supported_;    // opcodes the kernel has (probed at start)
   fixed_pool* fixed_ = nullptr;   // holds one reference
+  recv_pool* recv_ = nullptr;     // holds one reference
+  bool recv_tried_ = false;
   std::uint64_t rng_;             // victim choice (xorshift)
   steal_deque deque_;
   steal_deque::owner own_{deque_};

@@ -544,3 +544,32 @@ BOOST_AUTO_TEST_CASE(send_zc_sends_from_the_buffer_and_hands_it_back_after_the_k
   rt.stop();
   check_quiescent(rt.stats());
 }
+
+BOOST_AUTO_TEST_CASE(multishot_recv_hands_out_ring_buffers_and_reports_no_ring_as_unsupported) {
+  for (unsigned count : {8u, 0u}) {
+    auto pair = net::socket_pair(SOCK_STREAM);
+    BOOST_REQUIRE(pair.has_value());
+    auto a = std::make_shared<net::socket>(std::move(pair->first));
+    net::socket b = std::move(pair->second);
+    auto done = std::make_shared<std::promise<std::string>>();
+    auto verdict = done->get_future();
+    config c = test_config(1);
+    c.recv_buffers.count = count;
+    c.recv_buffers.size = 4096;
+    runtime rt{c};
+    auto w = rt.spawn<worker>(pinned{0});
+    w.send(job{[a, done](worker& self) {
+      auto got = std::make_shared<std::string>();
+      self.submit(net::recv_multishot{*a}).then([got, done, a](io::result<net::buffer> r, bool more) {
+        if (!r) return done->set_value(r.error() == troupe::errc::unsupported ? "unsupported" : r.error().message());
+        if (r->empty()) return done->set_value(*got + (more ? " (more?)" : " | end"));
+        got->append(reinterpret_cast<const char*>(r->data()), r->size());
+      });
+    }});
+    for (const char* part : {"one ", "two ", "three"}) (void)!::send(b.fd(), part, std::strlen(part), MSG_NOSIGNAL);
+    ::shutdown(b.fd(), SHUT_WR);
+    BOOST_TEST(await(verdict) == (count ? "one two three | end" : "unsupported"));
+    rt.stop();
+    check_quiescent(rt.stats());
+  }
+}

@@ -84,6 +84,15 @@ struct config {
     unsigned count = defaults::fixed_buffer_count;
     std::size_t size = defaults::fixed_buffer_size;
   } fixed_buffers{};
+  /// The provided-buffer ring each shard registers on first use of a
+  /// multishot recv (net::recv_multishot, net/buffer.hpp): `count` buffers
+  /// (a power of two) of `size` bytes. The kernel picks one when data
+  /// arrives; when all are held, multishot recvs end with ENOBUFS and are
+  /// re-armed once buffers come back.
+  struct provided_buffers {
+    unsigned count = defaults::recv_buffer_count;
+    std::size_t size = defaults::recv_buffer_size;
+  } recv_buffers{};
 
   /// For tests: fault injection on the delivery path.
   struct faults {

@@ -97,4 +97,9 @@ inline constexpr std::chrono::milliseconds ask_timeout{10'000};
 inline constexpr unsigned fixed_buffer_count = 0;
 inline constexpr std::size_t fixed_buffer_size = 64 * 1024;
 
+/// Provided-buffer ring per shard for multishot recv (config::recv_buffers):
+/// 256 x 16 KiB = 4 MiB per shard, mapped only when a shard first uses it.
+inline constexpr unsigned recv_buffer_count = 256;
+inline constexpr std::size_t recv_buffer_size = 16 * 1024;
+
 }  // namespace troupe::defaults

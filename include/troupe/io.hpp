@@ -14,6 +14,8 @@
 
 #include <liburing.h>
 
+#include <cerrno>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -126,6 +128,25 @@ struct poll {
   result<unsigned> complete(int res, unsigned) {
     if (res < 0) return std::error_code(-res, std::generic_category());
     return static_cast<unsigned>(res);
+  }
+};
+
+/// Completes after `duration` (IORING_OP_TIMEOUT): a timer that is an
+/// operation, for code that has no message type of its own to send itself
+/// (a base class, a helper). Cancelled with its actor like any operation.
+struct sleep {
+  std::chrono::nanoseconds duration;
+  __kernel_timespec ts{};
+
+  using output = void;
+  void prepare(io_uring_sqe* sqe) {
+    ts.tv_sec = duration.count() / 1'000'000'000;
+    ts.tv_nsec = duration.count() % 1'000'000'000;
+    io_uring_prep_timeout(sqe, &ts, 0, 0);
+  }
+  result<void> complete(int res, unsigned) {
+    if (res == -ETIME || res == 0) return {};
+    return std::error_code(-res, std::generic_category());
   }
 };
 

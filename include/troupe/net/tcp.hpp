@@ -12,8 +12,10 @@
 // These work for TCP and for Unix stream sockets alike. doc/io.md.
 #pragma once
 
+#include <troupe/error.hpp>
 #include <troupe/io.hpp>
 #include <troupe/net/address.hpp>
+#include <troupe/net/buffer.hpp>
 #include <troupe/net/socket.hpp>
 
 #include <sys/socket.h>
@@ -163,6 +165,40 @@ struct recv {
     if (res < 0) return io::error_of(res);
     buffer.resize(static_cast<std::size_t>(res));
     return std::move(buffer);
+  }
+};
+
+/// Multishot recv into the shard's provided-buffer ring
+/// (config::recv_buffers): one SQE, a completion per arrival, each a
+/// net::buffer the kernel picked (no memory held while nothing arrives).
+/// An empty buffer: end of stream. std::errc::no_buffer_space (ENOBUFS):
+/// every buffer of the ring is held; the recv has ended (`more` false) and
+/// is re-armed once buffers come back. errc::unsupported: no buffer ring
+/// on this shard.
+struct recv_multishot {
+  detail::shared_descriptor keep;
+  int fd;
+  detail::recv_pool* pool = nullptr;
+  static constexpr bool multishot = true;
+
+  explicit recv_multishot(const socket& s) : keep(s.share()), fd(s.fd()) {}
+
+  using output = buffer;
+  void prepare(io_uring_sqe* sqe) {
+    pool = detail::recv_pool_here();
+    if (pool == nullptr) return io_uring_prep_nop(sqe);
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = 0;
+  }
+  io::result<buffer> complete(int res, unsigned flags) {
+    if (pool == nullptr) return make_error_code(errc::unsupported);
+    buffer b;
+    if ((flags & IORING_CQE_F_BUFFER) != 0)
+      b = detail::recv_hand_out(pool, std::uint16_t(flags >> IORING_CQE_BUFFER_SHIFT),
+                                res > 0 ? static_cast<std::size_t>(res) : 0);
+    if (res < 0) return io::error_of(res);
+    return b;
   }
 };
 
