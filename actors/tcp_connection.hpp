@@ -184,8 +184,10 @@ class tcp_connection : public actor<Derived> {
       ++arrivals_;
       if constexpr (requires(Derived& d, net::buffer nb) { d.on_data(std::move(nb)); })
         static_cast<Derived*>(this)->on_data(std::move(*b));
-      else
+      else if constexpr (requires(Derived& d, std::span<const std::byte> v) { d.on_data(v); })
         static_cast<Derived*>(this)->on_data(b->bytes());
+      else  // on_data(io::bytes&&): a copy out of the ring's buffer
+        static_cast<Derived*>(this)->on_data(io::bytes(b->bytes().begin(), b->bytes().end()));
       if (!more) arm_multishot();  // the kernel ended it: go on
     });
     if (idle_.count() > 0 && !idle_watch_) watch_idle(arrivals_);
