@@ -55,15 +55,7 @@ result<address> address::parse(std::string_view s) {
   return parse(host, static_cast<std::uint16_t>(port));
 }
 
-address address::loopback(std::uint16_t port) noexcept {
-  address a;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
-  v4->sin_family = AF_INET;
-  v4->sin_port = htons(port);
-  v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.size_ = sizeof(sockaddr_in);
-  return a;
-}
+address address::loopback(std::uint16_t port) noexcept { return ipv4(INADDR_LOOPBACK, port); }
 
 address address::loopback_v6(std::uint16_t port) noexcept {
   address a;
@@ -75,12 +67,14 @@ address address::loopback_v6(std::uint16_t port) noexcept {
   return a;
 }
 
-address address::any(std::uint16_t port) noexcept {
+address address::any(std::uint16_t port) noexcept { return ipv4(INADDR_ANY, port); }
+
+address address::ipv4(std::uint32_t host_order_ip, std::uint16_t port) noexcept {
   address a;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage_);
   v4->sin_family = AF_INET;
   v4->sin_port = htons(port);
-  v4->sin_addr.s_addr = htonl(INADDR_ANY);
+  v4->sin_addr.s_addr = htonl(host_order_ip);
   a.size_ = sizeof(sockaddr_in);
   return a;
 }

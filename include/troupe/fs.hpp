@@ -40,32 +40,9 @@ using troupe::detail::shared_descriptor;
 
 /// An open descriptor, closed when the file and every operation submitted
 /// on it are gone (or through fs::close). Move-only.
-class file {
+class file : public troupe::detail::owned_descriptor {
  public:
-  file() = default;
-  explicit file(int fd) : d_(fd >= 0 ? std::make_shared<detail::descriptor>(fd) : nullptr) {}
-  file(file&&) noexcept = default;
-  file& operator=(file&&) noexcept = default;
-  file(const file&) = delete;
-  file& operator=(const file&) = delete;
-
-  int fd() const noexcept { return d_ ? d_->fd : -1; }
-  explicit operator bool() const noexcept { return fd() >= 0; }
-  /// Gives up ownership: the caller closes the descriptor (after the
-  /// operations still in flight on it have completed).
-  int release() noexcept {
-    if (!d_) return -1;
-    int fd = std::exchange(d_->fd, -1);
-    d_.reset();
-    return fd;
-  }
-  /// For operations: keeps the descriptor open while they are in flight.
-  detail::shared_descriptor share() const noexcept { return d_; }
-  /// No operation holds the descriptor any more.
-  bool sole_owner() const noexcept { return d_ && d_.use_count() == 1; }
-
- private:
-  detail::shared_descriptor d_;
+  using owned_descriptor::owned_descriptor;
 };
 
 /// openat(2), or openat2(2) when `resolve` has RESOLVE_* flags (say

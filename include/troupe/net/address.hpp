@@ -28,6 +28,8 @@ class address {
   static address loopback(std::uint16_t port) noexcept;      // 127.0.0.1
   static address loopback_v6(std::uint16_t port) noexcept;   // ::1
   static address any(std::uint16_t port) noexcept;           // 0.0.0.0
+  /// An IPv4 address given as a number in host order (0x7f000001).
+  static address ipv4(std::uint32_t host_order_ip, std::uint16_t port) noexcept;
   /// A Unix socket path; a leading '@' names an abstract socket (Linux).
   /// std::errc::filename_too_long past sizeof(sun_path).
   static result<address> unix_path(std::string_view path);

@@ -61,26 +61,9 @@ concept socket_option = requires(const O& o) {
 
 /// An open socket, closed when the socket and every operation submitted on
 /// it are gone (or through net::close). Move-only.
-class socket {
+class socket : public detail::owned_descriptor {
  public:
-  socket() = default;
-  explicit socket(int fd) : d_(fd >= 0 ? std::make_shared<detail::descriptor>(fd) : nullptr) {}
-  socket(socket&&) noexcept = default;
-  socket& operator=(socket&&) noexcept = default;
-  socket(const socket&) = delete;
-  socket& operator=(const socket&) = delete;
-
-  int fd() const noexcept { return d_ ? d_->fd : -1; }
-  explicit operator bool() const noexcept { return fd() >= 0; }
-  /// Gives up ownership (after the operations in flight have completed).
-  int release() noexcept {
-    if (!d_) return -1;
-    int fd = std::exchange(d_->fd, -1);
-    d_.reset();
-    return fd;
-  }
-  detail::shared_descriptor share() const noexcept { return d_; }
-  bool sole_owner() const noexcept { return d_ && d_.use_count() == 1; }
+  using owned_descriptor::owned_descriptor;
 
   /// setsockopt(2).
   template <socket_option O>
@@ -92,9 +75,6 @@ class socket {
   /// getsockname(2) / getpeername(2).
   result<address> local_address() const;
   result<address> peer_address() const;
-
- private:
-  detail::shared_descriptor d_;
 };
 
 struct listen_options {
