@@ -57,11 +57,18 @@ struct connection_limits {
   std::size_t max_queued_bytes = 4 * 1024 * 1024;
   /// Bytes asked for per recv.
   std::size_t read_size = 64 * 1024;
-  /// Receive with a multishot recv into the shard's provided-buffer ring
-  /// (config::recv_buffers) instead of one recv at a time into an owned
-  /// buffer: a silent connection holds no memory. When the ring runs dry
-  /// (ENOBUFS) the recv is re-armed after a short backoff, losing nothing.
+  /// Receive into the shard's provided-buffer ring (config::recv_buffers)
+  /// instead of into a buffer of this connection's own: a silent
+  /// connection holds no memory. When the ring runs dry (ENOBUFS) reading
+  /// resumes after a short backoff, losing nothing.
   bool provided_buffers = false;
+  /// With provided buffers: ring buffers this connection may hold at once
+  /// (an on_data(net::buffer&&) that keeps them, or hands them to a slow
+  /// actor). At the cap, reading pauses until half of them are back, so
+  /// one connection cannot take the shard's ring from the others. 0: no
+  /// cap, and one multishot recv serves every arrival (fewer SQEs, but a
+  /// backlog on the socket can take the whole ring at once).
+  std::uint32_t max_held_buffers = 32;
   /// Writes of at least this many bytes go out with IORING_OP_SEND_ZC (no
   /// copy into the kernel); 0: never. doc/io.md has the measurement.
   std::size_t zero_copy_from = 0;
@@ -72,7 +79,9 @@ class tcp_connection : public actor<Derived> {
  public:
   explicit tcp_connection(tcp_accepted a, connection_limits limits = {})
       : socket_(std::move(a.socket)), peer_(std::move(a.peer)), slot_(std::move(a.slot)),
-        idle_(a.idle_timeout), limits_(limits) {}
+        idle_(a.idle_timeout), limits_(limits) {
+    if (limits_.provided_buffers && limits_.max_held_buffers != 0) quota_ = net::recv_quota(limits_.max_held_buffers);
+  }
 
   void on_start() { read_next(); }
 
@@ -80,6 +89,10 @@ class tcp_connection : public actor<Derived> {
   const net::socket& socket() const noexcept { return socket_; }
   /// Times the provided-buffer ring was dry and the recv waited for it.
   std::uint64_t buffer_waits() const noexcept { return buffer_waits_; }
+  /// Times reading paused because this connection held max_held_buffers.
+  std::uint64_t quota_pauses() const noexcept { return quota_pauses_; }
+  /// Ring buffers handed to this connection and not yet destroyed.
+  std::uint32_t held_buffers() const noexcept { return quota_.held(); }
   /// Bytes write() has queued that are not sent yet.
   std::size_t queued_bytes() const noexcept { return queued_; }
 
@@ -131,17 +144,13 @@ class tcp_connection : public actor<Derived> {
  private:
   void read_next() {
     if (closing_) return;
-    if (limits_.provided_buffers) return arm_multishot();
+    if (limits_.provided_buffers) return limits_.max_held_buffers != 0 ? read_provided() : arm_multishot();
     // One read buffer, reused: it comes back with each result.
     io::bytes buffer = std::move(read_buffer_);
     buffer.resize(limits_.read_size);
     auto request = this->submit(net::recv{socket_, std::move(buffer)});
     auto then = [this](io::result<io::bytes> r) {
-      if (!r) {
-        if (r.error() == std::errc::timed_out)
-          return close("idle for " + std::to_string(idle_.count()) + " ms");
-        return close("receive failed: " + r.error().message());
-      }
+      if (!r) return read_failed(r.error());
       // The peer is done sending (it may still read): what is queued goes
       // out first, then our side closes too.
       if (r->empty()) return close_after_writes("closed by the peer");
@@ -161,34 +170,76 @@ class tcp_connection : public actor<Derived> {
     else std::move(request).then(std::move(then));
   }
 
-  // Provided buffers: one multishot recv for many arrivals; idleness is
-  // watched by a sleep operation, since a linked timeout would bound the
-  // whole multishot recv, not the silence between arrivals.
+  void read_failed(std::error_code e) {
+    if (e == std::errc::timed_out) return close("idle for " + std::to_string(idle_.count()) + " ms");
+    close("receive failed: " + e.message());
+  }
+
+  // A ring buffer, however it was received, to Derived.
+  void deliver(net::buffer&& b) {
+    ++arrivals_;
+    if constexpr (requires(Derived& d, net::buffer nb) { d.on_data(std::move(nb)); })
+      static_cast<Derived*>(this)->on_data(std::move(b));
+    else if constexpr (requires(Derived& d, std::span<const std::byte> v) { d.on_data(v); })
+      static_cast<Derived*>(this)->on_data(b.bytes());
+    else  // on_data(io::bytes&&): a copy out of the ring's buffer
+      static_cast<Derived*>(this)->on_data(io::bytes(b.bytes().begin(), b.bytes().end()));
+  }
+
+  // The ring was dry (ENOBUFS): every buffer is held somewhere. Try again
+  // shortly; they come back as their holders drop them.
+  template <class Retry>
+  void retry_after_backoff(Retry retry) {
+    ++buffer_waits_;
+    backoff_ = backoff_.count() == 0 ? std::chrono::microseconds(50) : std::min(backoff_ * 2, std::chrono::microseconds(10'000));
+    this->submit(io::sleep{backoff_}).then([this, retry](io::result<void>) { (this->*retry)(); });
+  }
+
+  // Provided buffers under a quota: one recv at a time, each taking exactly
+  // one buffer, and none while this connection holds max_held_buffers
+  // (then TCP flow control keeps the rest in the kernel). A multishot recv
+  // could not keep that cap: the kernel fills as many buffers in one go as
+  // the socket has queued.
+  void read_provided() {
+    if (closing_) return;
+    if (quota_.full()) return wait_for_buffers();
+    auto request = this->submit(net::recv_provided{socket_, quota_});
+    auto then = [this](io::result<net::buffer> b) {
+      if (!b) {
+        if (b.error() == std::errc::no_buffer_space) return retry_after_backoff(&tcp_connection::read_provided);
+        return read_failed(b.error());
+      }
+      if (b->empty()) return close_after_writes("closed by the peer");
+      backoff_ = {};
+      deliver(std::move(*b));
+      read_provided();
+    };
+    if (idle_.count() > 0) std::move(request).timeout(idle_).then(std::move(then));
+    else std::move(request).then(std::move(then));
+  }
+
+  // At the quota: read again once half the buffers are back, wherever they
+  // are destroyed.
+  void wait_for_buffers() {
+    ++quota_pauses_;
+    quota_.when_drained(this->template expect<void>([this](result<void>) { read_provided(); }));
+  }
+
+  // Provided buffers without a cap: one multishot recv for many arrivals;
+  // idleness is watched by a sleep operation, since a linked timeout would
+  // bound the whole multishot recv, not the silence between arrivals.
   void arm_multishot() {
     if (closing_) return;
     this->submit(net::recv_multishot{socket_}).then([this](io::result<net::buffer> b, bool more) {
       if (closing_) return;
       if (!b) {
-        if (b.error() == std::errc::no_buffer_space) {
-          ++buffer_waits_;
-          // Every buffer of the ring is held somewhere: try again shortly
-          // (they come back as their holders drop them).
-          backoff_ = backoff_.count() == 0 ? std::chrono::microseconds(50) : std::min(backoff_ * 2, std::chrono::microseconds(10'000));
-          this->submit(io::sleep{backoff_}).then([this](io::result<void>) { arm_multishot(); });
-          return;
-        }
+        if (b.error() == std::errc::no_buffer_space) return retry_after_backoff(&tcp_connection::arm_multishot);
         return close("receive failed: " + b.error().message());
       }
       if (b->empty()) return close_after_writes("closed by the peer");
       backoff_ = {};
-      ++arrivals_;
-      if constexpr (requires(Derived& d, net::buffer nb) { d.on_data(std::move(nb)); })
-        static_cast<Derived*>(this)->on_data(std::move(*b));
-      else if constexpr (requires(Derived& d, std::span<const std::byte> v) { d.on_data(v); })
-        static_cast<Derived*>(this)->on_data(b->bytes());
-      else  // on_data(io::bytes&&): a copy out of the ring's buffer
-        static_cast<Derived*>(this)->on_data(io::bytes(b->bytes().begin(), b->bytes().end()));
-      if (!more) arm_multishot();  // the kernel ended it: go on
+      deliver(std::move(*b));
+      if (!more && !closing_) arm_multishot();  // the kernel ended it: go on
     });
     if (idle_.count() > 0 && !idle_watch_) watch_idle(arrivals_);
   }
@@ -252,6 +303,8 @@ class tcp_connection : public actor<Derived> {
   bool writable_wanted_ = false;
   bool idle_watch_ = false;
   std::uint64_t buffer_waits_ = 0;
+  std::uint64_t quota_pauses_ = 0;
+  net::recv_quota quota_;
   std::uint64_t arrivals_ = 0;
   std::chrono::microseconds backoff_{0};
   std::string close_reason_;

@@ -136,9 +136,11 @@ std::uint64_t register_ask(actor_base* owner, pending_ask* p, std::chrono::nanos
   p->id = x.next_ask++;
   p->owner = owner;
   p->fire = &fire_ask_timeout;
-  p->deadline_ns = now_ns() + timeout.count();
   x.asks.emplace(p->id, p);
-  arm_timer(p);
+  if (timeout != std::chrono::nanoseconds::max()) {  // max: no timeout (actor::expect)
+    p->deadline_ns = now_ns() + timeout.count();
+    arm_timer(p);
+  }
   anchor(actor_access::cb(*owner), +1);
   return p->id;
 }
@@ -234,6 +236,19 @@ bool cancel_io(actor_base* owner, const io::handle& h) noexcept {
     p->prev = p->next_op = nullptr;
     anchor(actor_access::cb(*owner), -1);
     this_shard_ptr()->cancel_io(p);
+    return true;
+  }
+  return false;
+}
+
+bool end_multishot(actor_base* owner, const io::handle& h) noexcept {
+  actor_extras* x = actor_access::extras(*owner);
+  if (x == nullptr || h.record == nullptr) return false;
+  for (pending_io* p = x->io_head; p != nullptr; p = p->next_op) {
+    if (p != h.record) continue;
+    if (p->serial != h.serial || p->st != pending_io::state::in_flight || !p->multishot) return false;
+    // Stays on the list and anchored: its last CQE ends it as usual.
+    this_shard_ptr()->cancel_io(p, false);
     return true;
   }
   return false;

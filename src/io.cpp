@@ -71,9 +71,10 @@ void shard::start_io(pending_io* p) noexcept {
   }
 }
 
-void shard::cancel_io(pending_io* p) noexcept {
-  p->st = pending_io::state::orphaned;
+void shard::cancel_io(pending_io* p, bool orphan) noexcept {
+  if (orphan) p->st = pending_io::state::orphaned;
   ++io_cancelled_;
+  cancel_unsubmitted_ = true;
   io_uring_sqe* sqe = ring_.sqe();
   io_uring_prep_cancel64(sqe, tag(cqe_kind::io, reinterpret_cast<std::uintptr_t>(p)), 0);
   io_uring_sqe_set_data64(sqe, tag(cqe_kind::io_cancel, 0));

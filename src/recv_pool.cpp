@@ -94,4 +94,69 @@ net::buffer recv_hand_out(recv_pool* pool, std::uint16_t id, std::size_t len) no
   return pool->hand_out(id, len);
 }
 
+net::buffer recv_hand_out(recv_pool* pool, std::uint16_t id, std::size_t offset, std::size_t len,
+                          quota_state* quota) noexcept {
+  if (quota != nullptr) quota_take(quota);
+  return pool->hand_out(id, offset, len, quota);
+}
+
+const std::byte* recv_data(const recv_pool* pool, std::uint16_t id) noexcept { return pool->data(id); }
+
+// ---- recv_quota ----------------------------------------------------------
+//
+// when_drained and quota_give race the way a sleeper and a waker do: the
+// waiter is published, then the count read; the count is dropped, then
+// the waiter read. With both pairs sequentially consistent at least one
+// side sees the other, and exchanging the waiter out makes exactly one of
+// them keep the promise.
+
+void quota_take(quota_state* q) noexcept {
+  q->refs.fetch_add(1, std::memory_order_relaxed);
+  q->held.fetch_add(1, std::memory_order_relaxed);
+}
+
+void keep_waiter_now(quota_state* q) noexcept {
+  if (promise<void>* w = q->waiter.exchange(nullptr, std::memory_order_acq_rel)) {
+    w->deliver(result<void>());
+    delete w;
+  }
+}
+
+void quota_give(quota_state* q) noexcept {
+  std::uint32_t now = q->held.fetch_sub(1, std::memory_order_seq_cst) - 1;
+  if (now <= q->max / 2 && q->waiter.load(std::memory_order_seq_cst) != nullptr) keep_waiter_now(q);
+  quota_release(q);
+}
+
+void quota_release(quota_state* q) noexcept {
+  if (q->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    delete q->waiter.exchange(nullptr);  // nobody can keep it any more: broken_promise
+    delete q;
+  }
+}
+
 }  // namespace troupe::detail
+
+namespace troupe::net {
+
+recv_quota::recv_quota(std::uint32_t max_held) {
+  if (max_held == 0) throw error("troupe: net::recv_quota: max_held must be at least 1");
+  q_ = new detail::quota_state(max_held);
+}
+
+recv_quota::~recv_quota() {
+  if (q_ != nullptr) detail::quota_release(q_);
+}
+
+void recv_quota::when_drained(promise<void> p) {
+  if (q_ == nullptr) throw error("troupe: net::recv_quota::when_drained on an empty quota");
+  auto* w = new promise<void>(std::move(p));
+  promise<void>* none = nullptr;
+  if (!q_->waiter.compare_exchange_strong(none, w, std::memory_order_seq_cst)) {
+    delete w;
+    throw error("troupe: net::recv_quota::when_drained: a waiter is already there");
+  }
+  if (q_->held.load(std::memory_order_seq_cst) <= q_->max / 2) detail::keep_waiter_now(q_);
+}
+
+}  // namespace troupe::net

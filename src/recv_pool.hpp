@@ -21,7 +21,7 @@ namespace troupe::detail {
 
 class recv_pool {
  public:
-  static constexpr std::uint16_t group = 0;
+  static constexpr std::uint16_t group = recv_buffer_group;
 
   /// Maps and registers on `ring` (owner thread). Throws troupe::error if
   /// the memory cannot be mapped; `registered()` false if the kernel
@@ -38,6 +38,10 @@ class recv_pool {
   net::buffer hand_out(std::uint16_t id, std::size_t len) noexcept {
     refs_.fetch_add(1, std::memory_order_relaxed);
     return net::buffer(this, id, data(id), len);
+  }
+  net::buffer hand_out(std::uint16_t id, std::size_t offset, std::size_t len, quota_state* quota) noexcept {
+    refs_.fetch_add(1, std::memory_order_relaxed);
+    return net::buffer(this, id, data(id) + offset, len, quota);
   }
   void give_back(std::uint16_t id) noexcept;
   /// Owner thread: what other threads gave back goes back on the ring.

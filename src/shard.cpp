@@ -313,6 +313,7 @@ constexpr std::int64_t max_submit_delay_ns =
 
 bool shard::turn() {
   if (recv_ != nullptr && recv_->has_returns()) recv_->drain();  // buffers given back elsewhere
+  if (cancel_unsubmitted_) submit();
   bool worked = reap();
   worked |= take_inbox();
   if (!timers_.empty()) worked |= fire_timers();
@@ -332,6 +333,7 @@ void shard::retry_doorbells() noexcept {
 
 void shard::submit() noexcept {
   io_uring* r = ring_.get();
+  cancel_unsubmitted_ = false;
   if (io_uring_sq_ready(r) > 0) {
     io_uring_submit(r);
   } else if (ring_.sq_flags() & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) {

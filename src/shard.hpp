@@ -126,7 +126,10 @@ class shard {
   void schedule_unbound(control_block* cb) noexcept;
   // I/O operations (io.cpp).
   void start_io(pending_io* p) noexcept;
-  void cancel_io(pending_io* p) noexcept;
+  /// Cancels `p` in the kernel. Orphaned: what it still produces is
+  /// dropped (actor::cancel, stop); else its last results still reach its
+  /// actor (actor::end_multishot).
+  void cancel_io(pending_io* p, bool orphan = true) noexcept;
   bool supports(unsigned opcode) const noexcept { return opcode < 256 && supported_[opcode]; }
   /// This shard's registered buffers, or nullptr (config::fixed_buffers).
   fixed_pool* fixed() const noexcept { return fixed_; }
@@ -185,6 +188,10 @@ class shard {
   unsigned inflight_ = 0;  // SQEs that will produce a CQE we wait for
   bool draining_ = false;  // shutdown: no handler runs any more
   bool deferred_submit_ = false;  // the last worked turn left its SQEs to the next
+  // A cancel SQE waits in the SQ: it goes to the kernel before the next
+  // reap, or the record it names could complete, be freed and its address
+  // reused by a new operation that the late cancel would then hit.
+  bool cancel_unsubmitted_ = false;
   const bool stealing_;           // config::stealing.enabled, and more than one shard
   const bool steal_every_turn_;   // config::fault_injection
   std::bitset<256> supported_;    // opcodes the kernel has (probed at start)

@@ -5,10 +5,13 @@
 
 #include "fixture.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace troupe;
@@ -696,4 +699,87 @@ BOOST_AUTO_TEST_CASE(a_promise_dropped_or_held_by_a_stopping_actor_still_answers
   BOOST_TEST((stopped.error() == errc::actor_stopped));
   rt.stop();
   check_quiescent(rt.stats());
+}
+
+// A promise an actor makes itself: actor::expect<R>(fn)
+
+namespace {
+
+struct expect_log {
+  std::mutex m;
+  std::vector<std::pair<int, shard_id>> got;
+  std::vector<std::error_code> errors;
+  std::thread foreign;
+  promise<int> late;
+};
+struct deliver_this {
+  promise<int> p;
+  int value;
+};
+class deliverer : public actor<deliverer> {
+ public:
+  void on(deliver_this&& d) { d.p.deliver(d.value); }
+};
+enum class kept_by { foreign_thread, other_shard, nobody, test_after_stop };
+struct expect_one {
+  kept_by how;
+};
+struct stop_now {};
+
+class expecter : public actor<expecter> {
+  std::shared_ptr<expect_log> log_;
+  ref<deliverer> deliverer_;
+
+ public:
+  expecter(std::shared_ptr<expect_log> l, ref<deliverer> d) : log_(std::move(l)), deliverer_(std::move(d)) {}
+  void on(const expect_one& m) {
+    promise<int> p = expect<int>([this](result<int> r) {
+      std::lock_guard g(log_->m);
+      if (r) log_->got.emplace_back(*r, this_shard());
+      else log_->errors.push_back(r.error());
+    });
+    std::lock_guard g(log_->m);
+    switch (m.how) {
+      case kept_by::foreign_thread: log_->foreign = std::thread([p = std::move(p)]() mutable { p.deliver(5); }); break;
+      case kept_by::other_shard: deliverer_.send(deliver_this{std::move(p), 6}); break;
+      case kept_by::nobody: break;  // destroyed here: broken_promise
+      case kept_by::test_after_stop: log_->late = std::move(p); break;
+    }
+  }
+  void on(const stop_now&) { stop(); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_promise_an_actor_expects_runs_its_continuation_on_the_actor_whoever_keeps_it) {
+  runtime rt{test_config()};
+  auto log = std::make_shared<expect_log>();
+  auto e = rt.spawn<expecter>(pinned{0}, log, rt.spawn<deliverer>(pinned{1}));
+  e.send(expect_one{kept_by::foreign_thread});
+  e.send(expect_one{kept_by::other_shard});
+  e.send(expect_one{kept_by::nobody});
+  BOOST_REQUIRE(eventually([&] {
+    std::lock_guard g(log->m);
+    return log->got.size() == 2 && log->errors.size() == 1;
+  }));
+  {
+    std::lock_guard g(log->m);
+    std::sort(log->got.begin(), log->got.end());
+    BOOST_TEST((log->got == std::vector<std::pair<int, shard_id>>{{5, 0}, {6, 0}}));  // on the expecter's shard
+    BOOST_TEST((log->errors[0] == errc::broken_promise));
+  }
+  log->foreign.join();
+  // The expecter stops before its promise is kept: the continuation never
+  // runs, and keeping it later is harmless.
+  e.send(expect_one{kept_by::test_after_stop});
+  e.send(stop_now{});
+  BOOST_REQUIRE(eventually([&] { return e.stopped(); }));
+  {
+    std::lock_guard g(log->m);
+    log->late.deliver(9);
+  }
+  rt.stop();
+  std::lock_guard g(log->m);
+  BOOST_TEST(log->got.size() == 2u);
+  BOOST_TEST(log->errors.size() == 1u);
 }

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace troupe;
@@ -572,4 +573,69 @@ BOOST_AUTO_TEST_CASE(multishot_recv_hands_out_ring_buffers_and_reports_no_ring_a
     rt.stop();
     check_quiescent(rt.stats());
   }
+}
+
+namespace {
+// Reads `s` with plain recvs to the end of stream, appending to `got`.
+void read_rest(worker& self, std::shared_ptr<net::socket> s, std::shared_ptr<std::string> got,
+               std::function<void()> done) {
+  self.submit(net::recv{*s, 64 * 1024}).then([&self, s, got, done](io::result<io::bytes> r) {
+    if (!r || r->empty()) return done();
+    got->append(string_of(*r));
+    read_rest(self, s, got, done);
+  });
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(end_multishot_delivers_what_the_kernel_took_and_loses_no_byte) {
+  // The recv is ended at its first arrival while the peer goes on writing;
+  // whatever the kernel had put in ring buffers by then still arrives, the
+  // last call says operation_canceled, and plain recvs read the rest: the
+  // stream is whole. (cancel() would drop those buffers' bytes.)
+  auto pair = net::socket_pair(SOCK_STREAM);
+  BOOST_REQUIRE(pair.has_value());
+  auto a = std::make_shared<net::socket>(std::move(pair->first));
+  net::socket b = std::move(pair->second);
+  std::string payload(1 << 20, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = char('a' + (i * 7919) % 26);
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  auto first = std::make_shared<std::atomic<bool>>(false);
+  auto after_end = std::make_shared<std::atomic<int>>(0);
+  config c = test_config(1);
+  c.recv_buffers.count = 512;
+  c.recv_buffers.size = 4096;
+  runtime rt{c};
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[a, done, first, after_end](worker& self) {
+    auto got = std::make_shared<std::string>();
+    auto h = std::make_shared<io::handle>();
+    *h = self.submit(net::recv_multishot{*a}).then([&self, a, got, h, first, after_end, done](io::result<net::buffer> r, bool more) {
+      if (r && !r->empty()) {
+        got->append(reinterpret_cast<const char*>(r->data()), r->size());
+        if (first->load()) ++*after_end;
+        else if (!self.end_multishot(*h)) return done->set_value("end_multishot refused|x");
+        first->store(true);
+      }
+      if (more) return;
+      std::string how = !r ? r.error().message() : r->empty() ? "end of stream" : "data";
+      if (r && r->empty()) return done->set_value(*got + "|" + how);
+      read_rest(self, a, got, [got, how, done] { done->set_value(*got + "|" + how); });
+    });
+  }});
+  // A first piece, then (once it has arrived) the rest as fast as it goes.
+  (void)!::send(b.fd(), payload.data(), 4096, MSG_NOSIGNAL);
+  BOOST_REQUIRE(eventually([&] { return first->load(); }));
+  for (std::size_t at = 4096; at < payload.size(); at += 4096)
+    (void)!::send(b.fd(), payload.data() + at, 4096, MSG_NOSIGNAL);
+  ::shutdown(b.fd(), SHUT_WR);
+  std::string result = await(verdict);
+  const std::string how = result.substr(result.rfind('|') + 1);
+  result.resize(result.rfind('|'));
+  BOOST_TEST_MESSAGE("the multishot recv ended with: " << how << ", after " << after_end->load() << " more arrivals");
+  BOOST_TEST((how == std::make_error_code(std::errc::operation_canceled).message() || how == "end of stream"));
+  BOOST_TEST(result.size() == payload.size());
+  BOOST_TEST((result == payload));
+  rt.stop();
+  check_quiescent(rt.stats());
 }

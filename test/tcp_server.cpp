@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
+#include <thread>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -392,7 +394,7 @@ class ring_reader : public actors::tcp_connection<ring_reader> {
 
  public:
   ring_reader(tcp_accepted a, ref<remote_hasher> h)
-      : tcp_connection(std::move(a), {.provided_buffers = true}), hasher_(std::move(h)) {}
+      : tcp_connection(std::move(a), {.provided_buffers = true, .max_held_buffers = 0}), hasher_(std::move(h)) {}  // multishot
   void on_data(net::buffer&& b) { hasher_.send(chunk_msg{std::move(b)}); }
   void on_closed(std::string_view) {
     std::lock_guard g(ring_slot.m);
@@ -438,6 +440,110 @@ BOOST_AUTO_TEST_CASE(a_100_mib_stream_through_a_four_buffer_ring_loses_no_byte) 
   std::lock_guard g(ring_slot.m);
   BOOST_TEST(ring_slot.waits > 0u);  // the ring did run dry
   BOOST_TEST_MESSAGE("the ring ran dry " << ring_slot.waits << " times");
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+namespace {
+// One connection type, two behaviours by the first byte: 'H' hoards its
+// buffers (a slow consumer: it lets go of two per millisecond), anything
+// else is echoed.
+struct quota_report {
+  std::mutex m;
+  std::uint64_t bytes = 0, hash = 0, pauses = 0, peak = 0;
+  bool done = false;
+};
+quota_report quota_slot;
+std::atomic<std::uint64_t> hoarder_pauses{0};
+struct release_tick {};
+
+class hoarder : public actors::tcp_connection<hoarder> {
+  enum class mode { unknown, hoard, echo } mode_ = mode::unknown;
+  std::deque<net::buffer> held_;
+  std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0, peak_ = 0;
+
+  void hash_front() {
+    for (std::byte b : held_.front().bytes()) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+    bytes_ += held_.front().size();
+    held_.pop_front();
+  }
+
+ public:
+  static constexpr std::uint32_t quota = 8;
+  explicit hoarder(tcp_accepted a) : tcp_connection(std::move(a), {.provided_buffers = true, .max_held_buffers = quota}) {}
+  void on_data(net::buffer&& b) {
+    if (mode_ == mode::unknown) {
+      mode_ = b.bytes()[0] == std::byte{'H'} ? mode::hoard : mode::echo;
+      if (mode_ == mode::hoard) every(1ms, release_tick{});
+    }
+    if (mode_ == mode::echo) return write(io::bytes(b.bytes().begin(), b.bytes().end()));
+    held_.push_back(std::move(b));
+    peak_ = std::max<std::uint64_t>(peak_, held_buffers());
+    hoarder_pauses.store(quota_pauses());
+  }
+  void on(release_tick) {
+    for (int i = 0; i < 2 && !held_.empty(); ++i) hash_front();
+  }
+  void on_closed(std::string_view) {
+    if (mode_ != mode::hoard) return;
+    while (!held_.empty()) hash_front();
+    std::lock_guard g(quota_slot.m);
+    quota_slot.bytes = bytes_;
+    quota_slot.hash = hash_;
+    quota_slot.pauses = quota_pauses();
+    quota_slot.peak = peak_;
+    quota_slot.done = true;
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_connection_at_its_buffer_quota_pauses_while_another_keeps_reading) {
+  // One shard, a ring of 64 buffers: the hoarding connection may hold 8.
+  // At 8 it stops reading (TCP flow control holds the rest in the kernel)
+  // and reads on once it is down to 4; the echo connection on the same
+  // ring keeps working all the while, and the hoarded stream is whole.
+  config c = test_config(1);
+  c.recv_buffers.count = 64;
+  c.recv_buffers.size = 4096;
+  runtime rt{c};
+  auto server = actors::serve_tcp<hoarder>(rt, {.at = net::address::loopback(0)});
+  BOOST_REQUIRE(server.has_value());
+  const std::size_t total = 8u << 20;
+  std::string stream(total, '\0');
+  std::uint64_t want = 1469598103934665603ull, x = 0x9E3779B97F4A7C15ull;
+  for (std::size_t i = 0; i < total; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    stream[i] = i == 0 ? 'H' : char(x);
+    want = (want ^ std::uint64_t(static_cast<unsigned char>(stream[i]))) * 1099511628211ull;
+  }
+  hoarder_pauses = 0;
+  std::thread pusher([&] {
+    client a(server->port());
+    a.send(stream);
+  });
+  BOOST_REQUIRE(eventually([] { return hoarder_pauses.load() > 0; }, 30s));
+  {
+    client b(server->port());
+    BOOST_REQUIRE(b.ok());
+    int answered = 0;
+    for (int i = 0; i < 200; ++i) {
+      std::string ping = "ping " + std::to_string(i) + std::string(50, '.');
+      b.send(ping);
+      answered += b.read(ping.size()) == ping;
+    }
+    BOOST_TEST(answered == 200);
+  }
+  pusher.join();
+  BOOST_REQUIRE(eventually([&] {
+    std::lock_guard g(quota_slot.m);
+    return quota_slot.done;
+  }, 60s));
+  std::lock_guard g(quota_slot.m);
+  BOOST_TEST(quota_slot.bytes == total);
+  BOOST_TEST(quota_slot.hash == want);
+  BOOST_TEST(quota_slot.pauses > 0u);
+  BOOST_TEST(quota_slot.peak <= hoarder::quota);  // a hard cap
+  BOOST_TEST_MESSAGE("paused " << quota_slot.pauses << " times, held at most " << quota_slot.peak << " buffers");
   rt.stop();
   check_quiescent(rt.stats());
 }

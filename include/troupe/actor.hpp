@@ -191,6 +191,29 @@ class actor : public actor_base {
   bool cancel(const io::handle& h) noexcept { return detail::cancel_io(this, h); }
   using actor_base::cancel;
 
+  /// Ends a multishot operation (a multishot recv or accept) without losing
+  /// what it has produced: results the kernel posted before it saw the
+  /// request still reach fn, and the last call has `more` false (with
+  /// std::errc::operation_canceled when the cancel ended it). Unlike
+  /// cancel(), nothing already received is dropped. False if the
+  /// operation had ended already or is not multishot.
+  bool end_multishot(const io::handle& h) noexcept { return detail::end_multishot(this, h); }
+
+  /// A promise this actor makes itself: whoever delivers it, from any
+  /// thread (a C library's callback, a destructor on another shard), makes
+  /// fn(result<R>) run later as a message of this actor. No timeout; a
+  /// promise destroyed undelivered gives errc::broken_promise; if this
+  /// actor stops first, fn never runs. Like an ask in flight, it keeps an
+  /// unbound actor on its shard until it is kept.
+  template <class R, class F>
+  promise<R> expect(F&& fn) {
+    static_assert(std::is_invocable_v<std::decay_t<F>&, result<R>>,
+                  "troupe: expect<R>(fn): fn must be callable with troupe::result<R>");
+    auto* p = new detail::pending_ask_with<R, std::decay_t<F>>(std::forward<F>(fn));
+    std::uint64_t id = detail::register_ask(this, p, std::chrono::nanoseconds::max());
+    return promise<R>::of(detail::reply_to<R>(detail::actor_access::cb(*this), id));
+  }
+
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no
   /// timer thread).
   template <class A, class M>

@@ -81,6 +81,13 @@ class promise {
     return p;
   }
 
+  /// A promise that answers `to`; what actor::expect makes.
+  static promise of(detail::reply_to<R>&& to) {
+    promise p;
+    p.to_.emplace(std::move(to));
+    return p;
+  }
+
  private:
   void abandon() noexcept {
     if (!to_) return;

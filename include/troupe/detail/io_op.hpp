@@ -62,6 +62,8 @@ void submit_blocking(actor_base* owner, pending_io* p);
 /// Cancels the operation `h` of `owner` if it is still in the kernel: its
 /// continuation will not run. True if it was.
 bool cancel_io(actor_base* owner, const io::handle& h) noexcept;
+/// actor::end_multishot.
+bool end_multishot(actor_base* owner, const io::handle& h) noexcept;
 
 /// The owner runs the completion: unlinks `p` (its anchor was lifted when
 /// its CQE came back).

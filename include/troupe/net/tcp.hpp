@@ -168,38 +168,79 @@ struct recv {
   }
 };
 
-/// Multishot recv into the shard's provided-buffer ring
-/// (config::recv_buffers): one SQE, a completion per arrival, each a
-/// net::buffer the kernel picked (no memory held while nothing arrives).
-/// An empty buffer: end of stream. std::errc::no_buffer_space (ENOBUFS):
-/// every buffer of the ring is held; the recv has ended (`more` false) and
-/// is re-armed once buffers come back. errc::unsupported: no buffer ring
-/// on this shard.
+}  // namespace troupe::net
+
+namespace troupe::detail {
+/// What a recv into the provided-buffer ring completes with.
+inline io::result<net::buffer> provided_result(recv_pool* pool, const net::recv_quota& quota, int res,
+                                               unsigned flags) {
+  if (pool == nullptr) return make_error_code(errc::unsupported);
+  net::buffer b;
+  if ((flags & IORING_CQE_F_BUFFER) != 0)
+    b = recv_hand_out(pool, std::uint16_t(flags >> IORING_CQE_BUFFER_SHIFT), 0,
+                      res > 0 ? static_cast<std::size_t>(res) : 0, quota.state());
+  if (res < 0) return io::error_of(res);
+  return b;
+}
+/// A recv SQE that lets the kernel pick a buffer of the calling shard's
+/// ring; a NOP (answered errc::unsupported) when the shard has none.
+inline recv_pool* prepare_provided(io_uring_sqe* sqe, int fd, bool multishot) {
+  recv_pool* pool = recv_pool_here();
+  if (pool == nullptr) {
+    io_uring_prep_nop(sqe);
+    return nullptr;
+  }
+  if (multishot) io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+  else io_uring_prep_recv(sqe, fd, nullptr, 0, 0);  // 0: the whole buffer
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = recv_buffer_group;
+  return pool;
+}
+}  // namespace troupe::detail
+
+namespace troupe::net {
+
+/// One recv into a buffer the kernel picks from the shard's provided-buffer
+/// ring (config::recv_buffers) when data arrives: a connection waiting on
+/// it holds no memory, and it takes exactly one buffer. An empty buffer:
+/// end of stream. std::errc::no_buffer_space (ENOBUFS): every buffer of the
+/// ring is held. errc::unsupported: no buffer ring on this shard. With a
+/// quota, the buffer counts against it until destroyed; issue the next
+/// recv only while !quota.full() for a hard cap.
+struct recv_provided {
+  detail::shared_descriptor keep;
+  int fd;
+  recv_quota quota;
+  detail::recv_pool* pool = nullptr;
+
+  explicit recv_provided(const socket& s, recv_quota q = {}) : keep(s.share()), fd(s.fd()), quota(std::move(q)) {}
+
+  using output = buffer;
+  void prepare(io_uring_sqe* sqe) { pool = detail::prepare_provided(sqe, fd, false); }
+  io::result<buffer> complete(int res, unsigned flags) { return detail::provided_result(pool, quota, res, flags); }
+};
+
+/// Multishot recv into the shard's provided-buffer ring: one SQE, a
+/// completion per arrival, each a net::buffer. Cheaper per arrival than
+/// recv_provided, but the kernel takes as many buffers in one go as the
+/// socket has data queued, so a quota given here only counts (end the recv
+/// with actor::end_multishot when quota.full(); what the kernel took
+/// meanwhile still arrives). An empty buffer: end of stream.
+/// std::errc::no_buffer_space (ENOBUFS): the ring ran dry and the recv has
+/// ended (`more` false); re-arm it once buffers come back.
+/// errc::unsupported: no buffer ring on this shard.
 struct recv_multishot {
   detail::shared_descriptor keep;
   int fd;
+  recv_quota quota;
   detail::recv_pool* pool = nullptr;
   static constexpr bool multishot = true;
 
-  explicit recv_multishot(const socket& s) : keep(s.share()), fd(s.fd()) {}
+  explicit recv_multishot(const socket& s, recv_quota q = {}) : keep(s.share()), fd(s.fd()), quota(std::move(q)) {}
 
   using output = buffer;
-  void prepare(io_uring_sqe* sqe) {
-    pool = detail::recv_pool_here();
-    if (pool == nullptr) return io_uring_prep_nop(sqe);
-    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = 0;
-  }
-  io::result<buffer> complete(int res, unsigned flags) {
-    if (pool == nullptr) return make_error_code(errc::unsupported);
-    buffer b;
-    if ((flags & IORING_CQE_F_BUFFER) != 0)
-      b = detail::recv_hand_out(pool, std::uint16_t(flags >> IORING_CQE_BUFFER_SHIFT),
-                                res > 0 ? static_cast<std::size_t>(res) : 0);
-    if (res < 0) return io::error_of(res);
-    return b;
-  }
+  void prepare(io_uring_sqe* sqe) { pool = detail::prepare_provided(sqe, fd, true); }
+  io::result<buffer> complete(int res, unsigned flags) { return detail::provided_result(pool, quota, res, flags); }
 };
 
 /// shutdown(2): SHUT_WR (a half-close: the peer reads end of stream), SHUT_RD
