@@ -20,6 +20,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -636,6 +637,79 @@ BOOST_AUTO_TEST_CASE(end_multishot_delivers_what_the_kernel_took_and_loses_no_by
   BOOST_TEST((how == std::make_error_code(std::errc::operation_canceled).message() || how == "end of stream"));
   BOOST_TEST(result.size() == payload.size());
   BOOST_TEST((result == payload));
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(multishot_recvmsg_takes_datagrams_from_several_peers_into_ring_buffers) {
+  // Ring buffers of 256 bytes (a header and the source address come first),
+  // eight of them: sixty datagrams from three peers run the ring dry, the
+  // recv ends with ENOBUFS and is re-armed; every datagram is answered at
+  // its own peer's address, and one too long for a buffer says truncated.
+  auto server = net::bind_datagram(net::address::loopback(0));
+  BOOST_REQUIRE(server.has_value());
+  const auto at = server->local_address().value();
+  auto srv = std::make_shared<net::socket>(std::move(*server));
+  config c = test_config(1);
+  c.recv_buffers.count = 8;
+  c.recv_buffers.size = 256;
+  runtime rt{c};
+  auto rearms = std::make_shared<std::atomic<int>>(0), truncated = std::make_shared<std::atomic<int>>(0);
+  auto s = rt.spawn<worker>(pinned{0});
+  auto serve = std::make_shared<std::function<void()>>();  // the test keeps it; the loop holds it weakly
+  s.send(job{[srv, rearms, truncated, serve](worker& self) {
+    *serve = [&self, srv, rearms, truncated, weak = std::weak_ptr<std::function<void()>>(serve)] {
+      self.submit(net::recv_from_multishot{*srv}).then([&self, srv, rearms, truncated, weak](io::result<net::ring_datagram> d, bool more) {
+        if (d) {
+          if (d->truncated) ++*truncated;
+          std::string text(reinterpret_cast<const char*>(d->data.data()), d->data.size());
+          self.submit(net::send_to{*srv, d->peer, bytes_of("re: " + text)}).then([](io::result<net::sent>) {});
+        } else if (d.error() != std::errc::no_buffer_space) {
+          return;
+        }
+        if (!more) {
+          ++*rearms;
+          if (auto again = weak.lock()) (*again)();
+        }
+      });
+    };
+    (*serve)();
+  }});
+  struct peer {
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ~peer() { ::close(fd); }
+  };
+  std::vector<peer> peers(3);
+  for (auto& p : peers) {
+    timeval tv{5, 0};
+    ::setsockopt(p.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  for (int j = 0; j < 20; ++j)
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+      std::string m = "peer " + std::to_string(i) + " says " + std::to_string(j);
+      (void)!::sendto(peers[i].fd, m.data(), m.size(), 0, at.data(), at.size());
+    }
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    std::set<std::string> got;
+    char buf[512];
+    for (int j = 0; j < 20; ++j) {
+      ssize_t r = ::recv(peers[i].fd, buf, sizeof buf, 0);
+      if (r <= 0) break;
+      got.emplace(buf, std::size_t(r));
+    }
+    std::set<std::string> want;
+    for (int j = 0; j < 20; ++j) want.insert("re: peer " + std::to_string(i) + " says " + std::to_string(j));
+    BOOST_TEST((got == want));
+  }
+  // Longer than a buffer can hold after the header: cut, and said so.
+  std::string big(1000, 'x');
+  (void)!::sendto(peers[0].fd, big.data(), big.size(), 0, at.data(), at.size());
+  char buf[2048];
+  ssize_t r = ::recv(peers[0].fd, buf, sizeof buf, 0);
+  BOOST_TEST(r > 4);
+  BOOST_TEST(r < 256);
+  BOOST_TEST(truncated->load() == 1);
+  BOOST_TEST_MESSAGE("the recv was re-armed " << rearms->load() << " times");
   rt.stop();
   check_quiescent(rt.stats());
 }

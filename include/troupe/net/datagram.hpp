@@ -7,6 +7,9 @@
 //     ... d->data, d->peer, d->truncated ...
 //   });
 //   submit(net::send_to{*s, peer, std::move(bytes)}).then(...);
+//
+// or, with the shard's provided-buffer ring and one SQE for many datagrams,
+// net::recv_from_multishot.
 #pragma once
 
 #include <troupe/fs.hpp>
@@ -18,7 +21,9 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -67,6 +72,64 @@ struct recv_from {
     if (res < 0) return io::error_of(res);
     buffer.resize(std::min(buffer.size(), static_cast<std::size_t>(res)));
     return datagram{std::move(buffer), address::from(from.storage(), msg.msg_namelen), (msg.msg_flags & MSG_TRUNC) != 0};
+  }
+};
+
+/// One datagram received into a ring buffer, and where it came from.
+struct ring_datagram {
+  buffer data;  // the payload
+  address peer;
+  bool truncated = false;  // longer than a ring buffer less its header: the rest is lost (MSG_TRUNC)
+};
+
+/// Multishot recvmsg(2) into the shard's provided-buffer ring
+/// (config::recv_buffers): one SQE, a completion per datagram, each in a
+/// ring buffer of its own (the kernel writes a small header and the source
+/// address in front of the payload, so a payload can be at most the buffer
+/// size less sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage)). No
+/// memory is held while nothing arrives. std::errc::no_buffer_space
+/// (ENOBUFS): the ring ran dry and the recv ended (`more` false): datagrams
+/// that come meanwhile wait in the socket's queue (or are dropped by the
+/// kernel once it is full, as UDP does); re-arm it. errc::unsupported: no
+/// buffer ring on this shard. With a quota, every buffer handed out counts
+/// against it.
+struct recv_from_multishot {
+  detail::shared_descriptor keep;
+  int fd;
+  recv_quota quota;
+  msghdr msg{};  // read by the kernel for every datagram: lives in the operation
+  detail::recv_pool* pool = nullptr;
+  static constexpr bool multishot = true;
+
+  explicit recv_from_multishot(const socket& s, recv_quota q = {}) : keep(s.share()), fd(s.fd()), quota(std::move(q)) {}
+
+  using output = ring_datagram;
+  void prepare(io_uring_sqe* sqe) {
+    pool = detail::recv_pool_here();
+    if (pool == nullptr) return io_uring_prep_nop(sqe);
+    msg = {};
+    msg.msg_namelen = sizeof(sockaddr_storage);
+    io_uring_prep_recvmsg_multishot(sqe, fd, &msg, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = detail::recv_buffer_group;
+  }
+  io::result<ring_datagram> complete(int res, unsigned flags) {
+    if (pool == nullptr) return make_error_code(errc::unsupported);
+    if ((flags & IORING_CQE_F_BUFFER) == 0) return res < 0 ? io::error_of(res) : make_error_code(std::errc::bad_message);
+    const auto id = std::uint16_t(flags >> IORING_CQE_BUFFER_SHIFT);
+    auto* base = const_cast<std::byte*>(detail::recv_data(pool, id));
+    io_uring_recvmsg_out* out = res >= 0 ? io_uring_recvmsg_validate(base, res, &msg) : nullptr;
+    if (out == nullptr) {
+      (void)detail::recv_hand_out(pool, id, 0, 0, nullptr);  // straight back to the ring
+      return res < 0 ? io::error_of(res) : make_error_code(std::errc::bad_message);
+    }
+    const auto* payload = static_cast<const std::byte*>(io_uring_recvmsg_payload(out, &msg));
+    ring_datagram d{detail::recv_hand_out(pool, id, std::size_t(payload - base),
+                                          io_uring_recvmsg_payload_length(out, res, &msg), quota.state()),
+                    address::from(static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
+                                  std::min<socklen_t>(out->namelen, sizeof(sockaddr_storage))),
+                    (out->flags & MSG_TRUNC) != 0};
+    return d;
   }
 };
 
