@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs what troupe needs to build, test and benchmark on Debian 12.
 # Idempotent: packages already present are skipped by apt.
+#
+#   ./bootstrap.sh                build, test, `b2 bench`
+#   ./bootstrap.sh --http-bench   also wrk and nginx-light for
+#                                 test/bench/wrk_http.sh (opt-in: Debian's
+#                                 nginx package starts a server on port 80)
 set -euo pipefail
 
 packages=(
@@ -16,6 +21,13 @@ packages=(
   xxhash                   # xxhsum: the reference its output is checked against
   libc-ares-dev            # actors/resolver: asynchronous DNS driven from the ring
 )
+
+for a in "$@"; do
+  case $a in
+    --http-bench) packages+=(wrk nginx-light) ;;
+    *) echo "usage: $0 [--http-bench]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,7 +1,9 @@
 // tcp_server: listens on every shard (one SO_REUSEPORT listener per shard,
 // the kernel spreading connections over them), accepts, and spawns one
 // connection actor per connection, pinned to the shard that accepted it
-// (its I/O stays on that ring). Built only on troupe's public API.
+// (its I/O stays on that ring). Or, with accept_on::shard_zero, accepts on
+// shard 0 and places connections on the shards in turn; doc/io.md has the
+// measurement of both. Built only on troupe's public API.
 //
 //   auto server = troupe::actors::serve_tcp<echo>(rt, {.at = net::address::any(7000)});
 //   if (!server) ... server.error() (EADDRINUSE...)
@@ -32,8 +34,20 @@
 
 namespace troupe::actors {
 
+/// Where connections are accepted.
+enum class accept_on {
+  /// One SO_REUSEPORT listener per shard; the kernel spreads connections
+  /// over them by a hash of their addresses, and each connection stays on
+  /// the shard that accepted it: no cross-shard step. The default.
+  every_shard,
+  /// One listener on shard 0 that places each connection on the shards in
+  /// turn (an exact round robin, one cross-shard spawn per connection).
+  shard_zero,
+};
+
 struct tcp_server_options {
   net::address at = net::address::any(0);
+  accept_on accept = accept_on::every_shard;
   unsigned max_connections = 10'000;
   /// 0: connections never idle out.
   std::chrono::milliseconds idle_timeout{60'000};
@@ -56,8 +70,9 @@ struct stop_listening {};
 template <class Connection, class... Args>
 class tcp_listener : public actor<tcp_listener<Connection, Args...>> {
  public:
-  tcp_listener(net::socket s, tcp_server_options o, std::shared_ptr<tcp_server_counters> c, std::tuple<Args...> args)
-      : socket_(std::move(s)), options_(std::move(o)), counters_(std::move(c)), args_(std::move(args)) {}
+  tcp_listener(net::socket s, tcp_server_options o, std::shared_ptr<tcp_server_counters> c, std::tuple<Args...> args,
+               shard_id shards)
+      : socket_(std::move(s)), options_(std::move(o)), counters_(std::move(c)), args_(std::move(args)), shards_(shards) {}
 
   void on_start() {
     counters_->listeners.fetch_add(1, std::memory_order_relaxed);
@@ -99,14 +114,22 @@ class tcp_listener : public actor<tcp_listener<Connection, Args...>> {
     // Its place in the count goes back when the connection actor is gone.
     std::shared_ptr<void> slot(nullptr, [c = counters_](void*) { c->open.fetch_sub(1, std::memory_order_acq_rel); });
     tcp_accepted start{std::move(s), std::move(peer), std::move(slot), options_.idle_timeout};
-    std::apply([&](const Args&... args) { this->template spawn<Connection>(pinned{this->this_shard()}, std::move(start), args...); },
-               args_);
+    const shard_id to = options_.accept == accept_on::every_shard ? this->this_shard() : next_shard();
+    std::apply([&](const Args&... args) { this->template spawn<Connection>(pinned{to}, std::move(start), args...); }, args_);
+  }
+
+  shard_id next_shard() {
+    const shard_id to = turn_;
+    turn_ = turn_ + 1 == shards_ ? 0 : turn_ + 1;
+    return to;
   }
 
   net::socket socket_;
   tcp_server_options options_;
   std::shared_ptr<tcp_server_counters> counters_;
   std::tuple<Args...> args_;
+  shard_id shards_;
+  shard_id turn_ = 0;
 };
 
 }  // namespace detail
@@ -135,15 +158,17 @@ class tcp_server {
 };
 
 /// Binds one SO_REUSEPORT listener per shard of `rt` on `options.at` (the
-/// first one picks the port when it is 0) and starts accepting. Errors
-/// (EADDRINUSE, EACCES...) come back as values. @threadsafe.
+/// first one picks the port when it is 0), or one on shard 0 with
+/// accept_on::shard_zero, and starts accepting. Errors (EADDRINUSE,
+/// EACCES...) come back as values. @threadsafe.
 template <class Connection, class... Args>
 result<tcp_server<Connection, std::decay_t<Args>...>> serve_tcp(runtime& rt, tcp_server_options options,
                                                                   Args&&... args) {
   using server = tcp_server<Connection, std::decay_t<Args>...>;
   std::vector<net::socket> sockets;
   net::address at = options.at;
-  for (shard_id s = 0; s < rt.shards(); ++s) {
+  const shard_id listening = options.accept == accept_on::every_shard ? rt.shards() : 1;
+  for (shard_id s = 0; s < listening; ++s) {
     auto l = net::listen(at, {.backlog = options.backlog, .reuse_port = true});
     if (!l) return l.error();
     if (s == 0 && at.port() == 0) {
@@ -158,8 +183,9 @@ result<tcp_server<Connection, std::decay_t<Args>...>> serve_tcp(runtime& rt, tcp
   auto counters = std::make_shared<tcp_server_counters>();
   std::vector<ref<typename server::listener>> listeners;
   std::tuple<std::decay_t<Args>...> shared(std::forward<Args>(args)...);
-  for (shard_id s = 0; s < rt.shards(); ++s)
-    listeners.push_back(rt.spawn<typename server::listener>(pinned{s}, std::move(sockets[s]), options, counters, shared));
+  for (shard_id s = 0; s < listening; ++s)
+    listeners.push_back(
+        rt.spawn<typename server::listener>(pinned{s}, std::move(sockets[s]), options, counters, shared, rt.shards()));
   return server(at.port(), std::move(counters), std::move(listeners));
 }
 

@@ -195,6 +195,29 @@ BOOST_AUTO_TEST_CASE(echoes_through_a_listener_on_every_shard) {
   check_quiescent(rt.stats());
 }
 
+BOOST_AUTO_TEST_CASE(accepting_on_shard_zero_places_connections_on_the_shards_in_turn) {
+  auto s = std::make_shared<seen>();
+  runtime rt{test_config(2)};
+  auto server = actors::serve_tcp<echo>(rt, {.at = net::address::loopback(0), .accept = actors::accept_on::shard_zero}, s);
+  BOOST_REQUIRE_MESSAGE(server.has_value(), server.error().message());
+  BOOST_REQUIRE(eventually([&] { return server->counters().listeners.load() == 1; }));
+  std::vector<std::unique_ptr<client>> clients;
+  for (int i = 0; i < 2; ++i) {  // two connections: one on each shard
+    clients.push_back(std::make_unique<client>(server->port()));
+    BOOST_REQUIRE(clients.back()->ok());
+    clients.back()->send("hello " + std::to_string(i));
+    BOOST_TEST(clients.back()->read(7) == "hello " + std::to_string(i));
+  }
+  {
+    std::lock_guard g(s->m);
+    BOOST_TEST(s->shards.size() == 2u);
+  }
+  clients.clear();
+  BOOST_TEST(eventually([&] { return server->counters().open.load() == 0; }));
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
 BOOST_AUTO_TEST_CASE(connections_beyond_the_limit_are_closed_at_once) {
   auto s = std::make_shared<seen>();
   runtime rt{test_config(1)};

@@ -145,6 +145,7 @@ struct echo_load_result {
   long messages = 0;       // echoes completed in the measured window
   double seconds = 0;      // length of the measured window
   double client_cpu = 0;   // client thread CPU time / window length (near 1: client-bound)
+  double server_cpu = 0;   // the other threads of this process (the server) CPU time / window length
 };
 
 // tcp_echo: opens `connections` TCP connections to 127.0.0.1:port (blocking

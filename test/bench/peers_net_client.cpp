@@ -97,7 +97,7 @@ class echo_client {
     auto now = clock::now();
     const auto warm_end = now + o_.warmup;
     clock::time_point t0, t1;
-    double cpu0 = 0, cpu1 = 0;
+    double cpu0 = 0, cpu1 = 0, all0 = 0, all1 = 0;
     enum { warming, measuring, draining } phase = warming;
     lat_.reserve(1 << 20);
     for (auto& c : conns_) {
@@ -112,6 +112,7 @@ class echo_client {
         phase = measuring;
         t0 = now;
         cpu0 = this_thread_cpu_seconds();
+        all0 = process_cpu_seconds();
       }
       unsigned head, seen = 0;
       io_uring_cqe* cqe;
@@ -141,6 +142,7 @@ class echo_client {
         phase = draining;
         t1 = now;
         cpu1 = this_thread_cpu_seconds();
+        all1 = process_cpu_seconds();
       }
     }
     finish();
@@ -150,6 +152,7 @@ class echo_client {
     check(r.messages > 0 && r.seconds > 0, "tcp echo load: no message completed in the measured window");
     r.msgs_per_s = double(r.messages) / r.seconds;
     r.client_cpu = (cpu1 - cpu0) / r.seconds;
+    r.server_cpu = (all1 - all0 - (cpu1 - cpu0)) / r.seconds;
     r.mean_us = mean_us(lat_);
     r.p50_us = percentile_us(lat_, 0.50);
     r.p99_us = percentile_us(lat_, 0.99);

@@ -48,6 +48,8 @@ inline double thread_cpu_seconds(clockid_t id) {
 }
 
 inline double this_thread_cpu_seconds() { return thread_cpu_seconds(CLOCK_THREAD_CPUTIME_ID); }
+/// Every thread of this process: the client's plus the in-process server's.
+inline double process_cpu_seconds() { return thread_cpu_seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
 inline std::uint64_t splitmix64(std::uint64_t x) noexcept {
   std::uint64_t z = x + 0x9e3779b97f4a7c15ull;

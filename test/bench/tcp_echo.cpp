@@ -5,7 +5,10 @@
 // CPU 1, client on CPU 0 (each one thread; troupe: one shard, config::cpus =
 // {1}; CAF: all of its actor system's threads pinned to CPU 1, the broker
 // running on its multiplexer thread). Figures: messages per second and the
-// p99 round trip (µs), medians of interleaved repetitions.
+// p99 round trip (µs), and the server's CPU time per message, medians of
+// interleaved repetitions. troupe runs three ways to read: into a buffer of
+// the connection's own (the default), one recv per arrival into the
+// provided-buffer ring, and one multishot recv into that ring.
 #include "harness.hpp"
 #include "peers_net.hpp"
 #include "troupe_net_servers.hpp"
@@ -46,11 +49,19 @@ int main(int argc, char** argv) {
       {"troupe", [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo>(server_cpu), l); }},
       {"troupe_nospin",
        [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo>(server_cpu, false), l); }},
+      {"troupe_provided",
+       [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo_provided<false>>(server_cpu), l); }},
+      {"troupe_multishot",
+       [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo_provided<true>>(server_cpu), l); }},
+      {"troupe_nospin_provided",
+       [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo_provided<false>>(server_cpu, false), l); }},
+      {"troupe_nospin_multishot",
+       [&](const auto& l) { return drive(bench::troupe_net::tcp_server<bench::troupe_net::echo_provided<true>>(server_cpu, false), l); }},
       {"raw_uring", [&](const auto& l) { return drive(p::start_raw_uring_echo(server_cpu), l); }},
       {"asio", [&](const auto& l) { return drive(p::start_asio_echo(server_cpu), l); }},
       {"caf_broker", [&](const auto& l) { return drive(p::start_caf_broker_echo(server_cpu), l); }},
   };
-  std::vector<std::vector<double>> rate(cs.size()), p99(cs.size());
+  std::vector<std::vector<double>> rate(cs.size()), p99(cs.size()), server_ns(cs.size());
   for (int r = 0; r < o.repetitions; ++r)
     for (std::size_t i = 0; i < cs.size(); ++i) {
       if (!o.only.empty() && cs[i].impl.find(o.only) == std::string::npos) continue;
@@ -58,12 +69,18 @@ int main(int argc, char** argv) {
       auto res = cs[i].run(load);
       rate[i].push_back(res.msgs_per_s);
       p99[i].push_back(res.p99_us);
-      std::fprintf(stderr, "tcp_echo %s: %.0f msgs/s, p50 %.1f us, p99 %.1f us, client cpu %.2f\n", cs[i].impl.c_str(),
-                   res.msgs_per_s, res.p50_us, res.p99_us, res.client_cpu);
+      server_ns[i].push_back(res.server_cpu * 1e9 / res.msgs_per_s);
+      std::fprintf(stderr, "tcp_echo %s: %.0f msgs/s, p50 %.1f us, p99 %.1f us, client cpu %.2f, server cpu %.2f\n",
+                   cs[i].impl.c_str(), res.msgs_per_s, res.p50_us, res.p99_us, res.client_cpu, res.server_cpu);
     }
   for (std::size_t i = 0; i < cs.size(); ++i)
     if (!rate[i].empty()) bench::emit("tcp_echo", cs[i].impl, "msgs/s", median(rate[i]));
   for (std::size_t i = 0; i < cs.size(); ++i)
     if (!p99[i].empty()) bench::emit("tcp_echo_p99", cs[i].impl, "us", median(p99[i]));
+  // Server CPU (every thread of the process but the client's) per echoed
+  // message: what tells servers apart when the client is the limit. A
+  // server that spins before it parks spends its idle time here too.
+  for (std::size_t i = 0; i < cs.size(); ++i)
+    if (!server_ns[i].empty()) bench::emit("tcp_echo_server_cpu", cs[i].impl, "ns/msg", median(server_ns[i]));
   return 0;
 }

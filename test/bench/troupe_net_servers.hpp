@@ -30,6 +30,22 @@ class echo : public troupe::actors::tcp_connection<echo> {
   void on_data(io::bytes&& d) { write(std::move(d)); }  // the received buffer goes back out, no copy
 };
 
+/// Echo reading into the shard's provided-buffer ring: one recv per
+/// arrival, each taking one ring buffer (connection_limits::max_held_buffers,
+/// the default), or with `multishot` one multishot recv for all arrivals.
+/// The ring buffer is copied into the write (it must go back to the ring).
+template <bool multishot>
+class echo_provided : public troupe::actors::tcp_connection<echo_provided<multishot>> {
+  using base = troupe::actors::tcp_connection<echo_provided<multishot>>;
+
+ public:
+  explicit echo_provided(troupe::actors::tcp_accepted a)
+      : base(std::move(a), {.max_queued_bytes = 0, .provided_buffers = true, .max_held_buffers = multishot ? 0u : 32u}) {
+    (void)this->socket().set(net::no_delay{});
+  }
+  void on_data(std::span<const std::byte> d) { this->write(io::bytes(d.begin(), d.end())); }
+};
+
 /// Echo whose writes of 16 KiB or more go out with SEND_ZC.
 class echo_zc : public troupe::actors::tcp_connection<echo_zc> {
  public:
@@ -90,6 +106,26 @@ class udp_echo : public troupe::actor<udp_echo> {
   }
 };
 
+/// UDP echo by one multishot recvmsg into the provided-buffer ring (re-armed
+/// when the kernel ends it); the payload is copied into the answer.
+class udp_echo_multishot : public troupe::actor<udp_echo_multishot> {
+  std::shared_ptr<net::socket> s_;
+
+ public:
+  explicit udp_echo_multishot(std::shared_ptr<net::socket> s) : s_(std::move(s)) {}
+  void on_start() { arm(); }
+
+ private:
+  void arm() {
+    submit(net::recv_from_multishot{*s_}).then([this](io::result<net::ring_datagram> d, bool more) {
+      if (d)
+        submit(net::send_to{*s_, d->peer, io::bytes(d->data.bytes().begin(), d->data.bytes().end())})
+            .then([](io::result<net::sent>) {});
+      if (!more) arm();
+    });
+  }
+};
+
 /// `spin`: the default spin_before_park (the shard polls a little before
 /// it sleeps); false: it sleeps at once, as the peer servers do.
 inline troupe::config server_config(int cpu, bool spin = true) {
@@ -117,13 +153,14 @@ class tcp_server {
   std::uint16_t port_ = 0;
 };
 
+template <class Echo = udp_echo>
 class udp_server {
  public:
   explicit udp_server(int cpu, bool spin = true) : rt_(server_config(cpu, spin)) {
     auto s = net::bind_datagram(net::address::loopback(0));
     if (!s) bench::fail("troupe udp server: " + s.error().message());
     port_ = s->local_address().value().port();
-    rt_.spawn<udp_echo>(troupe::pinned{0}, std::make_shared<net::socket>(std::move(*s)));
+    rt_.spawn<Echo>(troupe::pinned{0}, std::make_shared<net::socket>(std::move(*s)));
   }
   ~udp_server() { rt_.stop(); }
   std::uint16_t port() const { return port_; }

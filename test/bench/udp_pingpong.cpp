@@ -28,8 +28,11 @@ int main(int argc, char** argv) {
   p::udp_options u{.round_trips = o.quick ? 2'000 : 100'000, .warmup = o.quick ? 100 : 2'000, .payload = 64, .cpu = 0};
   bench::run_interleaved(o, "udp_pingpong", "us",
                          {
-                             {"troupe", [&] { return drive("troupe", t::udp_server(server_cpu), u); }},
-                             {"troupe_nospin", [&] { return drive("troupe_nospin", t::udp_server(server_cpu, false), u); }},
+                             {"troupe", [&] { return drive("troupe", t::udp_server<>(server_cpu), u); }},
+                             {"troupe_nospin", [&] { return drive("troupe_nospin", t::udp_server<>(server_cpu, false), u); }},
+                             {"troupe_multishot", [&] { return drive("troupe_multishot", t::udp_server<t::udp_echo_multishot>(server_cpu), u); }},
+                             {"troupe_nospin_multishot",
+                              [&] { return drive("troupe_nospin_multishot", t::udp_server<t::udp_echo_multishot>(server_cpu, false), u); }},
                              {"raw_uring", [&] { return drive("raw_uring", p::start_raw_uring_udp_echo(server_cpu), u); }},
                              {"asio", [&] { return drive("asio", p::start_asio_udp_echo(server_cpu), u); }},
                          });

@@ -18,7 +18,7 @@
 #   {"bench":"http_hello","impl":"troupe","unit":"req/s","value":...}
 #   {"bench":"http_hello_p50","impl":"troupe","unit":"us","value":...}
 #   {"bench":"http_hello_p99","impl":"troupe","unit":"us","value":...}
-# Installs nothing: wants wrk and nginx (Debian: apt-get install wrk nginx-light),
+# Installs nothing: wants wrk and nginx (./bootstrap.sh --http-bench installs them),
 # taskset and python3. Both servers are killed at exit.
 set -euo pipefail
 
@@ -45,7 +45,7 @@ fi
 nginx=$(command -v nginx || true)
 [ -z "$nginx" ] && [ -x /usr/sbin/nginx ] && nginx=/usr/sbin/nginx
 if ! command -v wrk >/dev/null || [ -z "$nginx" ]; then
-  echo "wrk and nginx are needed: apt-get install wrk nginx-light" >&2
+  echo "wrk and nginx are needed: ./bootstrap.sh --http-bench (apt-get install wrk nginx-light)" >&2
   exit 2
 fi
 for tool in taskset python3; do
