@@ -11,6 +11,8 @@
 #include "fixture.hpp"
 
 #include <filesystem>
+#include <functional>
+#include <thread>
 #include <memory>
 #include <fstream>
 #include <map>
@@ -124,6 +126,26 @@ class cache_front : public troupe::actor<cache_front> {
 };
 // [end]
 
+// [expect]
+struct start {};
+
+// Waits for a value that comes from outside any actor (a C library's
+// callback thread, say): `hand_out` gives the promise to whoever keeps it.
+class waiter : public troupe::actor<waiter> {
+  std::function<void(troupe::promise<int>)> hand_out_;
+  int value_ = 0;
+
+ public:
+  explicit waiter(std::function<void(troupe::promise<int>)> h) : hand_out_(std::move(h)) {}
+  void on(const start&) {
+    hand_out_(expect<int>([this](troupe::result<int> r) {
+      value_ = r ? *r : -1;  // a message of this actor, on its shard
+    }));
+  }
+  int on(const get&) const { return value_; }
+};
+// [end]
+
 }  // namespace snippets
 
 BOOST_AUTO_TEST_CASE(the_counter_snippet_runs) {
@@ -161,6 +183,13 @@ BOOST_AUTO_TEST_CASE(the_other_snippets_run) {
   for (auto* a : {&feed, &book, &pricer, &batch}) a->send(snippets::add{1});
   BOOST_TEST(rt.ask(pricer, snippets::get{}).get() == 1);
   BOOST_TEST(rt.ask(batch, snippets::get{}).get() == 1);
+  std::thread outside;
+  auto w = rt.spawn<snippets::waiter>(troupe::pinned{0}, [&outside](troupe::promise<int> p) {
+    outside = std::thread([p = std::move(p)]() mutable { p.deliver(42); });
+  });
+  w.send(snippets::start{});
+  BOOST_TEST(troupe_test::eventually([&] { return rt.ask(w, snippets::get{}).get() == 42; }));
+  outside.join();
   rt.stop();
   troupe_test::check_quiescent(rt.stats());
 }
