@@ -90,10 +90,6 @@ recv_pool* recv_pool_here() noexcept {
   return s != nullptr ? s->recv_buffers() : nullptr;
 }
 
-net::buffer recv_hand_out(recv_pool* pool, std::uint16_t id, std::size_t len) noexcept {
-  return pool->hand_out(id, len);
-}
-
 net::buffer recv_hand_out(recv_pool* pool, std::uint16_t id, std::size_t offset, std::size_t len,
                           quota_state* quota) noexcept {
   if (quota != nullptr) quota_take(quota);
@@ -115,12 +111,14 @@ void quota_take(quota_state* q) noexcept {
   q->held.fetch_add(1, std::memory_order_relaxed);
 }
 
+namespace {
 void keep_waiter_now(quota_state* q) noexcept {
   if (promise<void>* w = q->waiter.exchange(nullptr, std::memory_order_acq_rel)) {
     w->deliver(result<void>());
     delete w;
   }
 }
+}  // namespace
 
 void quota_give(quota_state* q) noexcept {
   std::uint32_t now = q->held.fetch_sub(1, std::memory_order_seq_cst) - 1;

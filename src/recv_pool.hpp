@@ -35,10 +35,6 @@ class recv_pool {
   const std::byte* data(std::uint16_t id) const noexcept { return base_ + std::size_t(id) * size_; }
 
   /// A buffer the kernel filled: a reference for the handle.
-  net::buffer hand_out(std::uint16_t id, std::size_t len) noexcept {
-    refs_.fetch_add(1, std::memory_order_relaxed);
-    return net::buffer(this, id, data(id), len);
-  }
   net::buffer hand_out(std::uint16_t id, std::size_t offset, std::size_t len, quota_state* quota) noexcept {
     refs_.fetch_add(1, std::memory_order_relaxed);
     return net::buffer(this, id, data(id) + offset, len, quota);

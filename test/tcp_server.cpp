@@ -570,3 +570,86 @@ BOOST_AUTO_TEST_CASE(a_connection_at_its_buffer_quota_pauses_while_another_keeps
   rt.stop();
   check_quiescent(rt.stats());
 }
+
+namespace {
+// Holds the buffers it is sent and lets go of two per millisecond, hashing
+// them in order: a slow consumer on another shard than the connection.
+class slow_holder : public actor<slow_holder> {
+  std::deque<net::buffer> held_;
+  std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0;
+
+ public:
+  void on_start() { every(1ms, release_tick{}); }
+  void on(chunk_msg&& c) { held_.push_back(std::move(c.data)); }
+  void on(release_tick) {
+    for (int i = 0; i < 2 && !held_.empty(); ++i) {
+      for (std::byte b : held_.front().bytes()) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+      bytes_ += held_.front().size();
+      held_.pop_front();  // back to the connection's shard, and off its quota, from here
+    }
+  }
+  std::pair<std::uint64_t, std::uint64_t> on(const get_result_q&) const { return {bytes_, hash_}; }
+};
+
+std::atomic<std::uint64_t> handed_peak{0}, handed_pauses{0};
+
+struct holders_by_shard {
+  ref<slow_holder> h0, h1;
+};
+
+// Hands every buffer to the holder on the other shard than its own.
+class hander : public actors::tcp_connection<hander> {
+  ref<slow_holder> holder_;
+
+ public:
+  static constexpr std::uint32_t quota = 6;
+  hander(tcp_accepted a, holders_by_shard hs)
+      : tcp_connection(std::move(a), {.provided_buffers = true, .max_held_buffers = quota}),
+        holder_(troupe::this_shard() == 0 ? hs.h1 : hs.h0) {}
+  void on_data(net::buffer&& b) {
+    holder_.send(chunk_msg{std::move(b)});
+    handed_peak.store(std::max<std::uint64_t>(handed_peak.load(), held_buffers()));
+    handed_pauses.store(quota_pauses());
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_quota_reopens_when_its_buffers_are_dropped_on_another_shard) {
+  // The connection hands every buffer to an actor on the other shard that
+  // drops them slowly: the wake-up that resumes reading comes from that
+  // shard's thread. Held at most 6, paused, and the stream arrives whole.
+  config c = test_config(2);
+  c.recv_buffers.count = 32;
+  c.recv_buffers.size = 4096;
+  runtime rt{c};
+  auto h0 = rt.spawn<slow_holder>(pinned{0}), h1 = rt.spawn<slow_holder>(pinned{1});
+  handed_peak = 0;
+  handed_pauses = 0;
+  auto server = actors::serve_tcp<hander>(rt, {.at = net::address::loopback(0)}, holders_by_shard{h0, h1});
+  BOOST_REQUIRE(server.has_value());
+  const std::size_t total = 4u << 20;
+  std::string stream(total, '\0');
+  std::uint64_t want = 1469598103934665603ull, x = 0x51ED270B2D3E9A47ull;
+  for (char& ch : stream) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    ch = char(x);
+    want = (want ^ std::uint64_t(static_cast<unsigned char>(ch))) * 1099511628211ull;
+  }
+  {
+    client a(server->port());
+    BOOST_REQUIRE(a.ok());
+    a.send(stream);
+  }
+  std::pair<std::uint64_t, std::uint64_t> got{};
+  BOOST_REQUIRE(eventually([&] {
+    auto r0 = rt.ask(h0, get_result_q{}).get(), r1 = rt.ask(h1, get_result_q{}).get();
+    got = r0.first != 0 ? r0 : r1;
+    return got.first == total;
+  }, 60s));
+  BOOST_TEST(got.second == want);
+  BOOST_TEST(handed_pauses.load() > 0u);
+  BOOST_TEST(handed_peak.load() <= hander::quota);
+  BOOST_TEST_MESSAGE("paused " << handed_pauses.load() << " times, held at most " << handed_peak.load());
+  rt.stop();
+  check_quiescent(rt.stats());
+}

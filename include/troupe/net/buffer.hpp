@@ -48,10 +48,9 @@ namespace troupe::detail {
 /// config::recv_buffers), or nullptr: none configured, not a shard thread,
 /// or the kernel refused it.
 recv_pool* recv_pool_here() noexcept;
-/// The buffer `id` the kernel filled with `len` bytes, as a handle.
-net::buffer recv_hand_out(recv_pool* pool, std::uint16_t id, std::size_t len) noexcept;
-/// Bytes [offset, offset + len) of buffer `id` (a datagram's payload after
-/// its header), counted under `quota` if not null.
+/// Bytes [offset, offset + len) of buffer `id`, which the kernel filled
+/// (a datagram's payload comes after its header), as a handle; counted
+/// under `quota` if not null.
 net::buffer recv_hand_out(recv_pool* pool, std::uint16_t id, std::size_t offset, std::size_t len,
                           quota_state* quota) noexcept;
 /// Start of buffer `id`'s memory.
@@ -62,12 +61,12 @@ namespace troupe::net {
 
 /// A cap on the ring buffers one receiver holds at once: a connection that
 /// keeps its buffers (or hands them to a slow actor) cannot take a shard's
-/// whole ring from the other connections. Given to net::recv_multishot,
-/// every buffer that recv hands out counts until it is destroyed, wherever
-/// that happens. A shared handle: copies name one count. Not an atomic
-/// stop: the receiver reads full() and ends its recv (end_multishot), and
-/// what the kernel received meanwhile still arrives, so held() may pass
-/// max_held() by what was in flight.
+/// whole ring from the other connections. Given to a recv, every buffer it
+/// hands out counts until it is destroyed, wherever that happens. A hard
+/// cap with net::recv_provided (one buffer per recv: issue the next only
+/// while !full()); with net::recv_multishot it only counts, since the
+/// kernel may fill many buffers in one go. A shared handle: copies name
+/// one count.
 class recv_quota {
  public:
   /// No cap.
@@ -104,8 +103,8 @@ class recv_quota {
 class buffer {
  public:
   buffer() noexcept = default;
-  buffer(detail::recv_pool* pool, std::uint16_t id, const std::byte* data, std::size_t size) noexcept
-      : pool_(pool), id_(id), data_(data), size_(size) {}
+  /// What the runtime hands out (detail::recv_hand_out); takes over a
+  /// reference on `pool` and, if not null, on `quota`.
   buffer(detail::recv_pool* pool, std::uint16_t id, const std::byte* data, std::size_t size,
          detail::quota_state* quota) noexcept
       : pool_(pool), quota_(quota), id_(id), data_(data), size_(size) {}
