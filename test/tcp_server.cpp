@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -156,6 +157,23 @@ class producer : public actors::tcp_connection<producer> {
     }
   }
 };
+
+/// FNV-1a over what a test sends and what a connection receives.
+struct fnv1a {
+  std::uint64_t value = 1469598103934665603ull;
+  void add(std::span<const std::byte> d) {
+    for (std::byte b : d) value = (value ^ std::uint64_t(b)) * 1099511628211ull;
+  }
+  void add(const std::string& s) { add(std::as_bytes(std::span(s.data(), s.size()))); }
+};
+
+/// Fills `out` with the next bytes of the xorshift64 stream whose state is `x`.
+void fill_pseudo_random(std::string& out, std::uint64_t& x) {
+  for (char& ch : out) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    ch = char(x);
+  }
+}
 
 bool has_reason(seen& s, std::string_view part) {
   std::lock_guard g(s.m);
@@ -344,18 +362,19 @@ BOOST_AUTO_TEST_CASE(a_100_mib_stream_arrives_whole_through_small_reads) {
   };
   static result_slot slot;  // the connection's last words, for the test thread
   class reporting_hasher : public actors::tcp_connection<reporting_hasher> {
-    std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0;
+    fnv1a hash_;
+    std::uint64_t bytes_ = 0;
 
    public:
     explicit reporting_hasher(tcp_accepted a) : tcp_connection(std::move(a), {.read_size = 4096}) {}
     void on_data(std::span<const std::byte> d) {
-      for (std::byte b : d) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+      hash_.add(d);
       bytes_ += d.size();
     }
     void on_closed(std::string_view) {
       std::lock_guard g(slot.m);
       slot.bytes = bytes_;
-      slot.hash = hash_;
+      slot.hash = hash_.value;
       slot.done = true;
     }
   };
@@ -363,17 +382,14 @@ BOOST_AUTO_TEST_CASE(a_100_mib_stream_arrives_whole_through_small_reads) {
   auto server = actors::serve_tcp<reporting_hasher>(rt, {.at = net::address::loopback(0)});
   BOOST_REQUIRE(server.has_value());
   const std::size_t total = 100u << 20;
-  std::uint64_t want = 1469598103934665603ull;
+  fnv1a want;
   {
     client c(server->port());
     std::string chunk(1 << 20, '\0');
     std::uint64_t x = 0x9E3779B97F4A7C15ull;
     for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
-      for (char& ch : chunk) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        ch = char(x);
-        want = (want ^ std::uint64_t(static_cast<unsigned char>(ch))) * 1099511628211ull;
-      }
+      fill_pseudo_random(chunk, x);
+      want.add(chunk);
       c.send(chunk);
     }
   }  // closes: the server sees end of stream
@@ -383,7 +399,7 @@ BOOST_AUTO_TEST_CASE(a_100_mib_stream_arrives_whole_through_small_reads) {
   }, 120s));
   std::lock_guard g(slot.m);
   BOOST_TEST(slot.bytes == total);
-  BOOST_TEST(slot.hash == want);
+  BOOST_TEST(slot.hash == want.value);
   rt.stop();
 }
 
@@ -402,14 +418,15 @@ stream_result ring_slot;
 // Hashes what it is sent, in order, on its own shard; the buffers it drops
 // go back to the receiving shard's ring from here (across shards).
 class remote_hasher : public actor<remote_hasher> {
-  std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0;
+  fnv1a hash_;
+  std::uint64_t bytes_ = 0;
 
  public:
   void on(chunk_msg&& c) {
-    for (std::byte b : c.data.bytes()) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+    hash_.add(c.data.bytes());
     bytes_ += c.data.size();
   }
-  std::pair<std::uint64_t, std::uint64_t> on(const get_result_q&) const { return {bytes_, hash_}; }
+  std::pair<std::uint64_t, std::uint64_t> on(const get_result_q&) const { return {bytes_, hash_.value}; }
 };
 
 class ring_reader : public actors::tcp_connection<ring_reader> {
@@ -439,17 +456,14 @@ BOOST_AUTO_TEST_CASE(a_100_mib_stream_through_a_four_buffer_ring_loses_no_byte) 
   auto server = actors::serve_tcp<ring_reader>(rt, {.at = net::address::loopback(0)}, h);
   BOOST_REQUIRE(server.has_value());
   const std::size_t total = 100u << 20;
-  std::uint64_t want = 1469598103934665603ull;
+  fnv1a want;
   {
     client cl(server->port());
     std::string chunk(1 << 20, '\0');
     std::uint64_t x = 0x2545F4914F6CDD1Dull;
     for (std::size_t sent = 0; sent < total; sent += chunk.size()) {
-      for (char& ch : chunk) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        ch = char(x);
-        want = (want ^ std::uint64_t(static_cast<unsigned char>(ch))) * 1099511628211ull;
-      }
+      fill_pseudo_random(chunk, x);
+      want.add(chunk);
       cl.send(chunk);
     }
   }
@@ -459,7 +473,7 @@ BOOST_AUTO_TEST_CASE(a_100_mib_stream_through_a_four_buffer_ring_loses_no_byte) 
   }, 120s));
   auto [bytes, hash] = rt.ask(h, get_result_q{}).get();
   BOOST_TEST(bytes == total);
-  BOOST_TEST(hash == want);
+  BOOST_TEST(hash == want.value);
   std::lock_guard g(ring_slot.m);
   BOOST_TEST(ring_slot.waits > 0u);  // the ring did run dry
   BOOST_TEST_MESSAGE("the ring ran dry " << ring_slot.waits << " times");
@@ -483,10 +497,11 @@ struct release_tick {};
 class hoarder : public actors::tcp_connection<hoarder> {
   enum class mode { unknown, hoard, echo } mode_ = mode::unknown;
   std::deque<net::buffer> held_;
-  std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0, peak_ = 0;
+  fnv1a hash_;
+  std::uint64_t bytes_ = 0, peak_ = 0;
 
   void hash_front() {
-    for (std::byte b : held_.front().bytes()) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+    hash_.add(held_.front().bytes());
     bytes_ += held_.front().size();
     held_.pop_front();
   }
@@ -512,7 +527,7 @@ class hoarder : public actors::tcp_connection<hoarder> {
     while (!held_.empty()) hash_front();
     std::lock_guard g(quota_slot.m);
     quota_slot.bytes = bytes_;
-    quota_slot.hash = hash_;
+    quota_slot.hash = hash_.value;
     quota_slot.pauses = quota_pauses();
     quota_slot.peak = peak_;
     quota_slot.done = true;
@@ -533,12 +548,11 @@ BOOST_AUTO_TEST_CASE(a_connection_at_its_buffer_quota_pauses_while_another_keeps
   BOOST_REQUIRE(server.has_value());
   const std::size_t total = 8u << 20;
   std::string stream(total, '\0');
-  std::uint64_t want = 1469598103934665603ull, x = 0x9E3779B97F4A7C15ull;
-  for (std::size_t i = 0; i < total; ++i) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    stream[i] = i == 0 ? 'H' : char(x);
-    want = (want ^ std::uint64_t(static_cast<unsigned char>(stream[i]))) * 1099511628211ull;
-  }
+  std::uint64_t x = 0x9E3779B97F4A7C15ull;
+  fill_pseudo_random(stream, x);
+  stream[0] = 'H';
+  fnv1a want;
+  want.add(stream);
   hoarder_pauses = 0;
   std::thread pusher([&] {
     client a(server->port());
@@ -563,7 +577,7 @@ BOOST_AUTO_TEST_CASE(a_connection_at_its_buffer_quota_pauses_while_another_keeps
   }, 60s));
   std::lock_guard g(quota_slot.m);
   BOOST_TEST(quota_slot.bytes == total);
-  BOOST_TEST(quota_slot.hash == want);
+  BOOST_TEST(quota_slot.hash == want.value);
   BOOST_TEST(quota_slot.pauses > 0u);
   BOOST_TEST(quota_slot.peak <= hoarder::quota);  // a hard cap
   BOOST_TEST_MESSAGE("paused " << quota_slot.pauses << " times, held at most " << quota_slot.peak << " buffers");
@@ -576,19 +590,20 @@ namespace {
 // them in order: a slow consumer on another shard than the connection.
 class slow_holder : public actor<slow_holder> {
   std::deque<net::buffer> held_;
-  std::uint64_t hash_ = 1469598103934665603ull, bytes_ = 0;
+  fnv1a hash_;
+  std::uint64_t bytes_ = 0;
 
  public:
   void on_start() { every(1ms, release_tick{}); }
   void on(chunk_msg&& c) { held_.push_back(std::move(c.data)); }
   void on(release_tick) {
     for (int i = 0; i < 2 && !held_.empty(); ++i) {
-      for (std::byte b : held_.front().bytes()) hash_ = (hash_ ^ std::uint64_t(b)) * 1099511628211ull;
+      hash_.add(held_.front().bytes());
       bytes_ += held_.front().size();
       held_.pop_front();  // back to the connection's shard, and off its quota, from here
     }
   }
-  std::pair<std::uint64_t, std::uint64_t> on(const get_result_q&) const { return {bytes_, hash_}; }
+  std::pair<std::uint64_t, std::uint64_t> on(const get_result_q&) const { return {bytes_, hash_.value}; }
 };
 
 std::atomic<std::uint64_t> handed_peak{0}, handed_pauses{0};
@@ -629,12 +644,10 @@ BOOST_AUTO_TEST_CASE(a_quota_reopens_when_its_buffers_are_dropped_on_another_sha
   BOOST_REQUIRE(server.has_value());
   const std::size_t total = 4u << 20;
   std::string stream(total, '\0');
-  std::uint64_t want = 1469598103934665603ull, x = 0x51ED270B2D3E9A47ull;
-  for (char& ch : stream) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    ch = char(x);
-    want = (want ^ std::uint64_t(static_cast<unsigned char>(ch))) * 1099511628211ull;
-  }
+  std::uint64_t x = 0x51ED270B2D3E9A47ull;
+  fill_pseudo_random(stream, x);
+  fnv1a want;
+  want.add(stream);
   {
     client a(server->port());
     BOOST_REQUIRE(a.ok());
@@ -646,7 +659,7 @@ BOOST_AUTO_TEST_CASE(a_quota_reopens_when_its_buffers_are_dropped_on_another_sha
     got = r0.first != 0 ? r0 : r1;
     return got.first == total;
   }, 60s));
-  BOOST_TEST(got.second == want);
+  BOOST_TEST(got.second == want.value);
   BOOST_TEST(handed_pauses.load() > 0u);
   BOOST_TEST(handed_peak.load() <= hander::quota);
   BOOST_TEST_MESSAGE("paused " << handed_pauses.load() << " times, held at most " << handed_peak.load());
