@@ -228,13 +228,12 @@ bool cancel_io(actor_base* owner, const io::handle& h) noexcept {
   for (pending_io* p = x->io_head; p != nullptr; p = p->next_op) {
     if (p != h.record) continue;
     if (p->serial != h.serial || p->st != pending_io::state::in_flight) return false;
-    // Off the actor's list and its anchor now: the record is the kernel's
-    // until its CQE, which is then dropped (shard::complete_io).
+    // Off the actor's list now: the record is the kernel's until its last
+    // CQE, which is then dropped and lifts the anchor (shard::complete_io).
     if (p->prev) p->prev->next_op = p->next_op;
     else x->io_head = p->next_op;
     if (p->next_op) p->next_op->prev = p->prev;
     p->prev = p->next_op = nullptr;
-    anchor(actor_access::cb(*owner), -1);
     this_shard_ptr()->cancel_io(p);
     return true;
   }

@@ -8,6 +8,18 @@
 // Records hold a reference to their actor's control block, so they may
 // outlive the actor; the shard counts them in `inflight_`, so shutdown waits
 // for every CQE before it closes the ring.
+//
+// Multishot records: every CQE with IORING_CQE_F_MORE becomes a shot message
+// that points to the record, and the record counts it (`holds`). Shots run in
+// FIFO order before the record's own final message, so while the actor lives
+// they always find the record. When the actor is dead by the time the last
+// CQE comes (stopped, runtime stop), its shots may still sit in its queues:
+// drained later in shutdown, or behind a mailbox node a preempted sender has
+// not linked yet. Then the record is not dropped at once: the last of it and
+// its shots drops it, so no shot reads freed memory.
+//
+// A cancelled record keeps its actor's anchor until its last CQE: an unbound
+// actor is not stolen away from a ring that still owes it completions.
 #include "log.hpp"
 #include "shard.hpp"
 
@@ -81,6 +93,29 @@ void shard::cancel_io(pending_io* p, bool orphan) noexcept {
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
+namespace {
+
+// One result of a multishot operation, a message of its actor.
+struct shot_envelope final : envelope {
+  pending_io* src;
+  int res;
+  unsigned flags;
+  shot_envelope(pending_io* p, int r, unsigned f) : src(p), res(r), flags(f) { fn = &run; }
+  static void run(envelope* e, envelope_action act, control_block* cb) {
+    auto* self = static_cast<shot_envelope*>(e);
+    pending_io* src = self->src;
+    {
+      destroy_on_exit<shot_envelope> guard{self};
+      const bool deliver = act == envelope_action::deliver && src->st != pending_io::state::orphaned;
+      src->more(src, self->res, self->flags, deliver);
+    }
+    // The record's last CQE found the actor dead and left the record to us.
+    if (src->holds.fetch_sub(1, std::memory_order_acq_rel) == 1) this_shard_ptr()->dead_letter_unsent(cb, src);
+  }
+};
+
+}  // namespace
+
 void shard::complete_io(pending_io* p, int res, unsigned flags) noexcept {
   control_block* owner = p->owner;
   if ((flags & IORING_CQE_F_MORE) != 0) {
@@ -89,15 +124,23 @@ void shard::complete_io(pending_io* p, int res, unsigned flags) noexcept {
     if (p->more == nullptr) return;
     if (!p->multishot) return p->more(p, res, flags, false);  // two-step: absorbed here
     if (p->st == pending_io::state::orphaned) return p->more(p, res, flags, false);
+    p->holds.fetch_add(1, std::memory_order_relaxed);
     return post(owner, make_envelope<shot_envelope>(owner, p, res, flags));
   }
+  ++io_completed_;
   p->res = res;
   p->cqe_flags = flags;
   if (p->st == pending_io::state::orphaned) {
-    // Cancelled by an actor that lives on: after its queued shots (FIFO),
-    // and dropped when it runs. Otherwise a dead letter now.
-    if (p->multishot && owner->life_.load(std::memory_order_acquire) != life::dead) post(owner, p);
-    else dead_letter_unsent(owner, p);
+    if (owner->life_.load(std::memory_order_acquire) != life::dead) {
+      // Cancelled by an actor that lives on (actor::cancel): its anchor goes
+      // now. A multishot record queues after its shots (FIFO) and is
+      // dropped when it comes up; any other is a dead letter now.
+      owner->anchors_.store(owner->anchors_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      if (p->multishot) post(owner, p);
+      else dead_letter_unsent(owner, p);
+    } else if (p->holds.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      dead_letter_unsent(owner, p);  // no shot of it is queued any more
+    }
   } else {
     p->st = pending_io::state::completed;
     // Out of the kernel: the completion is a message now and may follow

@@ -757,6 +757,7 @@ void shard::fill_stats(shard_stats& s) const {
   s.unbound_runs = unbound_runs_.get();
   s.io_submitted = io_submitted_.get();
   s.io_cancelled = io_cancelled_.get();
+  s.io_completed = io_completed_.get();
 }
 
 }  // namespace troupe::detail

@@ -35,7 +35,8 @@ struct shard_stats {
   std::uint64_t unbound_runs = 0;      // runs of unbound actors on this shard
   // I/O.
   std::uint64_t io_submitted = 0;      // operations issued on this shard's ring
-  std::uint64_t io_cancelled = 0;      // of those, cancelled because their actor stopped
+  std::uint64_t io_cancelled = 0;      // of those, cancelled (by their actor, or because it stopped)
+  std::uint64_t io_completed = 0;      // of those, whose last completion came back
 };
 
 struct runtime_stats {

@@ -9,6 +9,10 @@
 //   run:    the continuation runs with the operation's result; anchor off.
 //   stop:   the actor's operations still in flight are cancelled
 //           (IORING_OP_ASYNC_CANCEL); their records stay until their CQE.
+//   shots:  each result of a multishot operation is a message of its own
+//           that points to the record (src/io.cpp); the record lives until
+//           its last CQE has come back and its last queued shot has run or
+//           been dropped, whichever is later.
 // Dropping a record destroys the operation, so a buffer is freed and a
 // descriptor a completed open returned is closed — never leaked.
 #pragma once
@@ -17,6 +21,7 @@
 #include <troupe/detail/envelope.hpp>
 #include <troupe/io.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <new>
@@ -43,6 +48,9 @@ struct pending_io : envelope {
   /// message); for a two-step one, absorb it (on the ring's shard, at once).
   void (*more)(pending_io*, int res, unsigned flags, bool deliver) = nullptr;
   bool multishot = false;  // `more` results become messages (else: absorbed)
+  // The record's own hold (dropped when its last CQE finds the actor dead)
+  // plus one per shot message queued; the last to go frees the record.
+  std::atomic<std::uint32_t> holds{1};
   void (*run_blocking)(pending_io*) = nullptr;  // set for blocking-pool jobs
 };
 
@@ -68,22 +76,6 @@ bool end_multishot(actor_base* owner, const io::handle& h) noexcept;
 /// The owner runs the completion: unlinks `p` (its anchor was lifted when
 /// its CQE came back).
 void io_delivered(actor_base* owner, pending_io* p) noexcept;
-
-/// One result of a multishot operation, a message of its actor. It runs
-/// before the operation's final message (same sender, FIFO), so the
-/// record it points to is alive.
-struct shot_envelope final : envelope {
-  pending_io* src;
-  int res;
-  unsigned flags;
-  shot_envelope(pending_io* p, int r, unsigned f) : src(p), res(r), flags(f) { fn = &run; }
-  static void run(envelope* e, envelope_action act, control_block*) {
-    auto* self = static_cast<shot_envelope*>(e);
-    destroy_on_exit<shot_envelope> guard{self};
-    const bool deliver = act == envelope_action::deliver && self->src->st != pending_io::state::orphaned;
-    self->src->more(self->src, self->res, self->flags, deliver);
-  }
-};
 
 template <class Op, class F>
 struct pending_io_with final : pending_io {
