@@ -8,6 +8,12 @@
 
 namespace troupe::detail {
 
+namespace {
+thread_local const blocking_pool* tl_pool = nullptr;
+}  // namespace
+
+bool blocking_pool::on_pool_thread() const noexcept { return tl_pool == this; }
+
 void blocking_pool::push(pending_io* p) {
   in_flight_.fetch_add(1, std::memory_order_seq_cst);
   {
@@ -17,6 +23,7 @@ void blocking_pool::push(pending_io* p) {
         threads_.emplace_back([this, i] {
           std::string name = "troupe-block-" + std::to_string(i);
           pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+          tl_pool = this;
           work();
         });
     queue_.push_back(p);

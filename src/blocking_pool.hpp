@@ -29,6 +29,9 @@ class blocking_pool {
   /// Waits until no job is queued or running.
   void wait_idle() noexcept;
   void join() noexcept;
+  /// True on one of this pool's threads: runtime::stop() there must not
+  /// join (shard 0 waits for the pool to go idle before the shards end).
+  bool on_pool_thread() const noexcept;
   std::uint64_t jobs_run() const noexcept { return jobs_run_.load(std::memory_order_relaxed); }
 
  private:

@@ -19,9 +19,27 @@ runtime::runtime(config cfg) : core_(new detail::runtime_core(*this, cfg)) {
   }
 }
 
+namespace {
+
+// Which of its own threads the caller is on, if any: those are the threads
+// runtime::~runtime and runtime::wait would wait for.
+const char* own_thread_kind(detail::runtime_core* core) noexcept {
+  detail::shard* me = detail::this_shard_ptr();
+  if (me != nullptr && &me->core() == core) return "shard";
+  if (core->blocking().on_pool_thread()) return "blocking-pool";
+  return nullptr;
+}
+
+}  // namespace
+
 runtime::~runtime() {
-  if (detail::this_shard_ptr() != nullptr && &detail::this_shard_ptr()->core() == core_) {
-    detail::log().critical("runtime destroyed on one of its own shard threads; aborting");
+  if (const char* kind = own_thread_kind(core_)) {
+    // A destructor cannot throw, and going on would free the shards under
+    // their own feet or wait for ourselves for ever.
+    detail::log().critical(
+        "troupe: runtime destroyed on one of its own {} threads; aborting. Destroy it on the "
+        "thread that created it; from a handler or a blocking job call stop() instead.",
+        kind);
     std::terminate();
   }
   stop();
@@ -30,12 +48,20 @@ runtime::~runtime() {
 
 void runtime::stop() {
   core_->request_stop();
-  detail::shard* me = detail::this_shard_ptr();
-  if (me != nullptr && &me->core() == core_) return;  // never join our own thread
+  // Never join from a thread the join would wait for: the owner's wait(),
+  // stop() or destructor joins.
+  if (own_thread_kind(core_) != nullptr) return;
   core_->wait_and_join();
 }
 
-void runtime::wait() { core_->wait_and_join(); }
+void runtime::wait() {
+  if (core_->blocking().on_pool_thread())
+    throw error(
+        "troupe: runtime::wait() called on one of the runtime's blocking-pool threads: it would "
+        "wait for the pool to finish its own job and deadlock. Call stop() to request the stop; "
+        "the runtime's owner waits.");
+  core_->wait_and_join();
+}
 
 shard_id runtime::shards() const noexcept { return core_->size(); }
 

@@ -74,7 +74,10 @@ class runtime {
   /// Starts the shards. Throws troupe::error when io_uring is unavailable
   /// (kernel.io_uring_disabled, a seccomp filter) with what to do about it.
   explicit runtime(config cfg = {});
-  /// Stops (see stop()) and joins. Must not run on one of its shard threads.
+  /// Stops (see stop()) and joins. Must not run on one of the runtime's own
+  /// threads (a handler, a blocking job): there it logs a critical error
+  /// that says so and calls std::terminate, since it can neither throw nor
+  /// wait for itself.
   ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
@@ -115,13 +118,18 @@ class runtime {
   /// Stops the runtime, in phases: refuse new foreign sends; run every
   /// actor's on_stop (sends after that are dead letters); reap what is in
   /// flight; a barrier across shards; drain mailboxes into the dead-letter
-  /// count; close the rings; join the threads. From a handler it only
-  /// requests the stop and returns (it never joins its own thread); from
-  /// any other thread it returns once everything is joined. @threadsafe.
+  /// count; close the rings; join the threads. From one of the runtime's
+  /// own threads (a handler, a blocking job's run()) it only requests the
+  /// stop and returns: the owner's wait(), stop() or destructor joins.
+  /// From any other thread it returns once everything is joined. Calls
+  /// after the first, from any thread and at the same time, are harmless.
+  /// @threadsafe.
   void stop();
 
   /// Blocks until the runtime has been stopped (by stop() from anywhere),
-  /// then joins the shard threads. Not from a shard thread.
+  /// then joins its threads. Throws troupe::error on one of the runtime's
+  /// own threads (a handler, a blocking job), where it would wait for
+  /// itself.
   void wait();
 
   /// Number of shards.

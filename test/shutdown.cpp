@@ -1,0 +1,181 @@
+// runtime::stop() and ~runtime from every kind of thread (include/troupe/
+// runtime.hpp): the owner, a handler, a blocking-pool job, a foreign thread.
+// A scenario that could hang or abort runs in a child process, so a hang is
+// a bounded failure here and not a hung suite.
+#include <troupe/runtime.hpp>
+
+#define BOOST_TEST_MODULE shutdown
+#include <boost/test/unit_test.hpp>
+
+#include "fixture.hpp"
+#include "io_fixture.hpp"
+
+#include <troupe/actor.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <future>
+#include <string>
+
+using namespace troupe;
+using namespace troupe_test;
+
+namespace {
+
+struct child_result {
+  bool finished = false;  // false: still running at the deadline, killed
+  int status = 0;         // as waitpid(2) reports it
+  std::string output;     // the child's stderr
+};
+
+// Runs `body` in a forked child (exit status 0 when it returns) and waits at
+// most `limit` for it. Called while this process has no other thread.
+child_result run_in_child(const std::function<void()>& body,
+                          std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  int out[2];
+  BOOST_REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  pid_t pid = ::fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(out[1], STDERR_FILENO);
+    ::signal(SIGABRT, SIG_DFL);  // Boost.Test's handler would turn an abort into an exit
+    body();
+    std::_Exit(0);
+  }
+  ::close(out[1]);
+  child_result r;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  char buf[4096];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;  // the child is gone (or has closed stderr)
+    r.output.append(buf, static_cast<std::size_t>(n));
+  }
+  // Wait for the exit with what is left of the deadline, then kill.
+  for (;;) {
+    pid_t w = ::waitpid(pid, &r.status, WNOHANG);
+    if (w == pid) {
+      r.finished = true;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &r.status, 0);
+      break;
+    }
+    ::poll(nullptr, 0, 10);
+  }
+  ::close(out[0]);
+  return r;
+}
+
+// A user's blocking job that decides to stop the whole runtime.
+struct stop_the_runtime {
+  runtime* rt;
+  using blocking_tag = void;
+  using output = int;
+  io::result<int> run() {
+    rt->stop();
+    return 0;
+  }
+};
+
+// A user's blocking job that destroys the runtime it runs on.
+struct destroy_the_runtime {
+  runtime* rt;
+  using blocking_tag = void;
+  using output = int;
+  io::result<int> run() {
+    delete rt;
+    return 0;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(stop_from_a_blocking_pool_job_returns_and_the_owner_joins) {
+  auto r = run_in_child([] {
+    runtime rt{test_config()};
+    auto w = rt.spawn<worker>(pinned{1});
+    w.send(job{[&rt](worker& self) { self.submit(stop_the_runtime{&rt}).then([](io::result<int>) {}); }});
+    rt.wait();  // woken by the job's stop(), joins everything
+    auto s = rt.stats();
+    if (s.envelopes_live() != 0) std::abort();
+  });
+  BOOST_TEST_INFO("child output: " << r.output);
+  BOOST_TEST(r.finished);
+  BOOST_TEST((r.finished && WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0));
+}
+
+BOOST_AUTO_TEST_CASE(wait_from_a_blocking_pool_job_is_refused) {
+  runtime rt{test_config()};
+  std::promise<std::string> refusal;
+  auto f = refusal.get_future();
+  struct wait_for_the_runtime {
+    runtime* rt;
+    std::promise<std::string>* out;
+    using blocking_tag = void;
+    using output = int;
+    io::result<int> run() {
+      try {
+        rt->wait();
+        out->set_value("");
+      } catch (const error& e) {
+        out->set_value(e.what());
+      }
+      return 0;
+    }
+  };
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[&](worker& self) { self.submit(wait_for_the_runtime{&rt, &refusal}).then([](io::result<int>) {}); }});
+  std::string what = await(f);
+  BOOST_TEST(what.find("blocking-pool thread") != std::string::npos, what);
+  rt.stop();
+  check_quiescent(rt.stats());
+}
+
+BOOST_AUTO_TEST_CASE(destroying_the_runtime_on_its_blocking_pool_is_reported_as_misuse) {
+  auto r = run_in_child([] {
+    auto* rt = new runtime{test_config()};
+    auto w = rt->spawn<worker>(pinned{0});
+    w.send(job{[rt](worker& self) { self.submit(destroy_the_runtime{rt}).then([](io::result<int>) {}); }});
+    ::pause();  // the job aborts the process
+  });
+  BOOST_TEST_INFO("child output: " << r.output);
+  BOOST_TEST(r.finished);
+  BOOST_TEST((r.finished && WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT));
+  BOOST_TEST(r.output.find("runtime destroyed on one of its own blocking-pool threads") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(destroying_the_runtime_in_a_handler_is_reported_as_misuse) {
+  auto r = run_in_child([] {
+    auto* rt = new runtime{test_config()};
+    rt->spawn<worker>(pinned{1}).send(job{[rt](worker&) { delete rt; }});
+    ::pause();
+  });
+  BOOST_TEST_INFO("child output: " << r.output);
+  BOOST_TEST((r.finished && WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT));
+  BOOST_TEST(r.output.find("runtime destroyed on one of its own shard threads") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(stop_from_a_handler_and_from_the_owner_at_once) {
+  for (int round = 0; round < 20; ++round) {
+    runtime rt{test_config()};
+    auto w = rt.spawn<worker>(pinned{round % 2});
+    w.send(job{[](worker& self) { self.system().stop(); }});
+    rt.stop();
+    check_quiescent(rt.stats());
+  }
+}
