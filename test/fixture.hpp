@@ -2,14 +2,18 @@
 // every test runs after shutdown.
 #pragma once
 
+#include <troupe/log.hpp>
 #include <troupe/troupe.hpp>
 
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace troupe_test {
 
@@ -50,5 +54,40 @@ bool eventually(F done, std::chrono::milliseconds limit = std::chrono::seconds(2
   }
   return true;
 }
+
+/// Captures the runtime's log lines while it lives (troupe::set_log_sink);
+/// stderr gets them again afterwards. One at a time per process.
+class log_capture {
+ public:
+  struct line {
+    troupe::log_level level;
+    std::string text;
+  };
+  log_capture() {
+    troupe::set_log_sink([this](troupe::log_level l, std::string_view t) {
+      std::lock_guard lock(mutex_);
+      lines_.push_back({l, std::string(t)});
+    });
+  }
+  ~log_capture() { troupe::set_log_sink({}); }
+  log_capture(const log_capture&) = delete;
+  log_capture& operator=(const log_capture&) = delete;
+
+  std::vector<line> lines() const {
+    std::lock_guard lock(mutex_);
+    return lines_;
+  }
+  /// The lines at `level` or above that contain `part`.
+  std::vector<line> find(std::string_view part, troupe::log_level at_least = troupe::log_level::debug) const {
+    std::vector<line> out;
+    for (line& l : lines())
+      if (l.level >= at_least && l.text.find(part) != std::string::npos) out.push_back(std::move(l));
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<line> lines_;
+};
 
 }  // namespace troupe_test

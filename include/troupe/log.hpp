@@ -4,6 +4,7 @@
 // off; default warn). Never log per message above debug on a hot path.
 #pragma once
 
+#include <functional>
 #include <string_view>
 
 namespace troupe {
@@ -15,5 +16,19 @@ void log(log_level level, std::string_view message) noexcept;
 
 /// Whether a line at `level` would be written (to skip building it).
 bool log_enabled(log_level level) noexcept;
+
+/// Receives each line the logger writes: its level (spdlog's trace counts as
+/// debug, critical as error) and its text, without time stamp, logger name
+/// or newline.
+using log_sink = std::function<void(log_level, std::string_view)>;
+
+/// Sends the logger's lines to `sink` instead of stderr from now on (to a
+/// test's capture, a program's own log); an empty `sink` restores stderr.
+/// Lines below the logger's level are dropped before they reach it. The
+/// sink is called on whichever thread logs (any shard, the caller of
+/// log()), one line at a time under the logger's lock: it must not throw
+/// and must not log. A "troupe" logger the program registered with spdlog
+/// before troupe's first line keeps its own sinks as well. @threadsafe.
+void set_log_sink(log_sink sink);
 
 }  // namespace troupe
