@@ -36,7 +36,10 @@
 #include <troupe/actor_base.hpp>
 #include <troupe/ref.hpp>
 
+#include <boost/core/demangle.hpp>
 #include <liburing.h>
+
+#include <cxxabi.h>
 
 #include <cerrno>
 #include <ctime>
@@ -90,6 +93,19 @@ recv_pool* shard::recv_buffers() noexcept {
     log().error("shard {}: {}", id_, e.what());
   }
   return recv_;
+}
+
+std::string describe_current_exception() {
+  try {
+    throw;
+  } catch (const std::exception& ex) {
+    return boost::core::demangle(typeid(ex).name()) + ": " + ex.what();
+  } catch (...) {
+    // Not a std::exception: no text, but the ABI still knows its type.
+    if (const std::type_info* t = abi::__cxa_current_exception_type())
+      return "unknown exception of type " + boost::core::demangle(t->name());
+    return "unknown exception";
+  }
 }
 
 std::string name_of(const control_block* cb) {
@@ -536,10 +552,8 @@ void shard::deliver(control_block* cb, envelope* e) {
   std::string what;
   try {
     fn(e, envelope_action::deliver, cb);
-  } catch (const std::exception& ex) {
-    what = short_type_name(typeid(ex).name()) + ": " + ex.what();
   } catch (...) {
-    what = "an exception not derived from std::exception";
+    what = describe_current_exception();
   }
   ++messages_run_;
   free(e);
@@ -560,8 +574,10 @@ void shard::actor_started(control_block* cb) {
 }
 
 void shard::fail(control_block* cb, std::string what) {
-  log().error("{} failed: {}", name_of(cb), what);
-  kill(cb, new exit_info{make_error_code(errc::actor_failed), std::move(what)}, false);
+  // The reason names the actor too: a watcher of many sees which one.
+  std::string reason = fmt::format("{} failed: {}", name_of(cb), what);
+  log().error("{}", reason);
+  kill(cb, new exit_info{make_error_code(errc::actor_failed), std::move(reason)}, false);
 }
 
 void destroy_extras(actor_base& a, control_block* cb, const exit_info& why) noexcept;
@@ -572,10 +588,8 @@ void shard::kill(control_block* cb, exit_info* why, bool run_on_stop) {
   if (a != nullptr && run_on_stop) {
     try {
       actor_access::stop(*a);
-    } catch (const std::exception& ex) {
-      log().error("{}: on_stop threw: {}", cb->type()->name, ex.what());
     } catch (...) {
-      log().error("{}: on_stop threw", cb->type()->name);
+      log().error("{}: on_stop threw {}", name_of(cb), describe_current_exception());
     }
   }
   cb->exit_ = why;

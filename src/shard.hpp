@@ -227,6 +227,11 @@ extern std::atomic<std::uint64_t> foreign_late_replies;
 /// The shard whose thread this is, or nullptr.
 shard* this_shard_ptr() noexcept;
 
+/// The exception being handled (call it inside a catch block):
+/// "ns::type: what()", or "unknown exception of type T" for a throw of
+/// something that is not a std::exception.
+std::string describe_current_exception();
+
 /// `counter#42@1`, without touching reference counts.
 std::string name_of(const control_block* cb);
 

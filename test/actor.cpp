@@ -189,6 +189,53 @@ BOOST_AUTO_TEST_CASE(monitoring_an_actor_that_is_already_dead_delivers_down_at_o
   BOOST_TEST(d->reason.find("kaboom") != std::string::npos);
 }
 
+namespace app {
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace app
+
+namespace {
+struct boom_typed {};
+struct boom_int {};
+class brittle : public actor<brittle> {
+ public:
+  void on(const boom_typed&) { throw app::config_error("port out of range"); }
+  void on(const boom_int&) { throw 42; }
+  int on(const alive_q&) { return 1; }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_failure_reason_names_the_exception_type_its_text_and_the_actor_type) {
+  log_capture cap;
+  runtime rt{test_config()};
+  auto typed = rt.spawn<brittle>(pinned{1});
+  auto odd = rt.spawn<brittle>(pinned{0});
+  auto d1 = std::make_shared<downs>();
+  auto d2 = std::make_shared<downs>();
+  rt.spawn<watcher<brittle>>(pinned{0}, typed, d1);
+  rt.spawn<watcher<brittle>>(pinned{1}, odd, d2);
+  BOOST_TEST(rt.ask(typed, alive_q{}).get() == 1);  // the monitors are registered by now
+  BOOST_TEST(rt.ask(odd, alive_q{}).get() == 1);
+  typed.send(boom_typed{});
+  odd.send(boom_int{});
+  BOOST_REQUIRE(eventually([&] { return d1->count.load() == 1 && d2->count.load() == 1; }));
+  BOOST_TEST_INFO("reason: " << d1->reason);
+  BOOST_TEST(d1->reason.find("app::config_error") != std::string::npos);  // demangled, namespace kept
+  BOOST_TEST(d1->reason.find("port out of range") != std::string::npos);
+  BOOST_TEST(d1->reason.find("brittle") != std::string::npos);
+  BOOST_TEST_INFO("reason: " << d2->reason);
+  BOOST_TEST(d2->reason.find("unknown exception") != std::string::npos);
+  BOOST_TEST(d2->reason.find("int") != std::string::npos);  // what was thrown, when the runtime can tell
+  BOOST_TEST(d2->reason.find("brittle") != std::string::npos);
+  // The default log line (error) says the same.
+  auto line = cap.find("app::config_error", log_level::error);
+  BOOST_REQUIRE(line.size() == 1u);
+  BOOST_TEST(line[0].text.find("port out of range") != std::string::npos);
+  BOOST_TEST(line[0].text.find(to_string(typed)) != std::string::npos);
+  BOOST_TEST(cap.find("unknown exception", log_level::error).size() == 1u);
+}
+
 // ---------------------------------------------------------------------------
 // ask semantics
 

@@ -155,7 +155,9 @@ class any_ref : public detail::ref_base {
 struct down {
   any_ref actor;          // who stopped
   std::error_code error;  // empty for a normal stop
-  std::string reason;     // what happened, for logs ("" for a normal stop)
+  /// What happened, for logs ("" for a normal stop). A failure reads like
+  /// its log line: "counter#42@1 failed: handler threw ns::type: what()".
+  std::string reason;
   bool normal() const noexcept { return !error; }
 };
 
