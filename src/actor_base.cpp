@@ -124,8 +124,9 @@ void fire_periodic(timer_node* t, bool cancelled) {
   auto* p = static_cast<periodic_timer*>(t);
   this_shard_ptr()->post(p->owner, p->source->make(p->owner, p->id));
   std::int64_t now = now_ns();
-  p->deadline_ns += p->period_ns;
-  if (p->deadline_ns <= now) p->deadline_ns = now + p->period_ns;  // skip, don't queue up
+  const std::chrono::nanoseconds period(p->period_ns);
+  p->deadline_ns = deadline_after(p->deadline_ns, period);
+  if (p->deadline_ns <= now) p->deadline_ns = deadline_after(now, period);  // skip, don't queue up
   arm_timer(p);
 }
 
@@ -137,10 +138,10 @@ std::uint64_t register_ask(actor_base* owner, pending_ask* p, std::chrono::nanos
   p->owner = owner;
   p->fire = &fire_ask_timeout;
   x.asks.emplace(p->id, p);
-  if (timeout != std::chrono::nanoseconds::max()) {  // max: no timeout (actor::expect)
-    p->deadline_ns = now_ns() + timeout.count();
-    arm_timer(p);
-  }
+  // A deadline past the clock's range is no timeout (actor::expect passes
+  // nanoseconds::max()): never armed, so it costs no heap slot.
+  p->deadline_ns = deadline_after(now_ns(), timeout);
+  if (p->deadline_ns != never_ns) arm_timer(p);
   anchor(actor_access::cb(*owner), +1);
   return p->id;
 }
@@ -166,7 +167,7 @@ void post_after(std::chrono::nanoseconds delay, control_block* target, envelope*
   d->target = target;
   d->e = e;
   d->fire = &fire_delayed;
-  d->deadline_ns = now_ns() + delay.count();
+  d->deadline_ns = deadline_after(now_ns(), delay);  // never_ns: held until shutdown, a dead letter then
   target->add_ref();
   s->arm(d);
 }
@@ -185,7 +186,7 @@ timer_id start_periodic(actor_base* owner, std::chrono::nanoseconds period, tick
   t->period_ns = period.count();
   t->source = std::move(src);
   t->fire = &fire_periodic;
-  t->deadline_ns = now_ns() + t->period_ns;
+  t->deadline_ns = deadline_after(now_ns(), period);
   arm_timer(t.get());
   timer_id id = t->id;
   x.timers.emplace(id, std::move(t));

@@ -139,11 +139,16 @@ void disarm_timer(timer_node* t) noexcept { this_shard_ptr()->disarm(t); }
 
 bool futex_wait_until(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                       std::int64_t deadline_ns) noexcept {
-  std::int64_t left = deadline_ns - now_ns();
-  if (left <= 0) return false;
-  timespec ts{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+  timespec ts{};
+  timespec* tsp = nullptr;  // never_ns: no limit
+  if (deadline_ns != never_ns) {
+    std::int64_t left = deadline_ns - now_ns();
+    if (left <= 0) return false;
+    ts = {static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+    tsp = &ts;
+  }
   long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_PRIVATE,
-                     expected, &ts, nullptr, 0);
+                     expected, tsp, nullptr, 0);
   return !(r != 0 && errno == ETIMEDOUT);
 }
 

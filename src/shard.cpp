@@ -680,7 +680,10 @@ void shard::park() {
   io_uring_cqe* cqe = nullptr;
   __kernel_timespec ts{};
   __kernel_timespec* tsp = nullptr;
-  if (!timers_.empty()) {
+  // Deadlines come from deadline_after: never_ns (nothing due, ever) waits
+  // without a timeout, and the difference of two clock readings cannot
+  // overflow.
+  if (!timers_.empty() && timers_.next_deadline() != never_ns) {
     std::int64_t wait = timers_.next_deadline() - now_ns();
     if (wait < 0) wait = 0;
     ts.tv_sec = wait / 1'000'000'000;

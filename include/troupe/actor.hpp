@@ -84,12 +84,16 @@ class [[nodiscard("an I/O operation is issued by .then(fn)")]] io_request {
 
   /// A deadline for a ring operation (a linked timeout, armed when the SQE
   /// is submitted): if it has not completed `d` later, the kernel cancels
-  /// it and it completes with std::errc::timed_out.
-  io_request&& timeout(std::chrono::nanoseconds d) &&
+  /// it and it completes with std::errc::timed_out. Any duration type; one
+  /// too long for nanoseconds (hours::max()) is "no deadline", it never
+  /// fires. Throws troupe::error when `d` is zero or negative.
+  template <class Rep, class Period>
+  io_request&& timeout(std::chrono::duration<Rep, Period> d) &&
     requires io::operation<Op>
   {
-    if (d <= std::chrono::nanoseconds::zero()) throw error("troupe: submit(op).timeout(d): d must be positive");
-    timeout_ = d;
+    std::chrono::nanoseconds ns = detail::saturating_ns(d);
+    if (ns <= std::chrono::nanoseconds::zero()) throw error("troupe: submit(op).timeout(d): d must be positive");
+    timeout_ = ns;
     return std::move(*this);
   }
 
@@ -152,13 +156,19 @@ class actor : public actor_base {
   }
 
   /// Sends `m` to `to` and, through `.then(fn)`, runs fn with the reply.
-  template <class A, class M>
+  /// `timeout` is any duration type: zero or negative times out at once
+  /// (the timeout is the next message this actor gets); one whose deadline
+  /// does not fit in the steady clock's nanoseconds (nanoseconds::max(),
+  /// hours::max(), centuries) means no timeout: the ask waits for its reply
+  /// or for its target or this actor to stop.
+  template <class A, class M, class Rep = defaults::ask_timeout_type::rep,
+            class Period = defaults::ask_timeout_type::period>
   ask_request<A, M> ask(const ref<A>& to, M&& m,
-                        std::chrono::nanoseconds timeout = defaults::ask_timeout) {
+                        std::chrono::duration<Rep, Period> timeout = defaults::ask_timeout) {
     static_assert(handles<A, std::remove_cvref_t<M>>,
                   "troupe: ask(ref<Actor>, Message): the actor type has no handler on(Message) "
                   "for this message type — see 'with M = ...; A = ...' above");
-    return ask_request<A, M>(this, to, std::forward<M>(m), timeout);
+    return ask_request<A, M>(this, to, std::forward<M>(m), detail::saturating_ns(timeout));
   }
 
   /// In a handler that returns deferred<R>: takes the promise of the ask
@@ -215,27 +225,36 @@ class actor : public actor_base {
   }
 
   /// Sends `m` to `to` after `delay` (a timer on this shard's heap; no
-  /// timer thread).
-  template <class A, class M>
-  void delayed_send(std::chrono::nanoseconds delay, const ref<A>& to, M&& m) const {
+  /// timer thread). `delay` is any duration type. Zero or negative means
+  /// now: the message is sent on this shard's next turn (never inline). A
+  /// delay whose deadline does not fit in the steady clock's nanoseconds
+  /// (nanoseconds::max(), hours::max()) means never: the message is held,
+  /// costs no wake-up, and becomes a dead letter when the runtime stops.
+  template <class A, class M, class Rep, class Period>
+  void delayed_send(std::chrono::duration<Rep, Period> delay, const ref<A>& to, M&& m) const {
     using message = std::remove_cvref_t<M>;
     static_assert(handles<A, message>,
                   "troupe: delayed_send(delay, ref<Actor>, Message): the actor type has no "
                   "handler on(Message) — see 'with M = ...; A = ...' above");
     if (!to) throw error("troupe: delayed_send through an empty ref");
-    detail::post_after(delay, to.control(),
+    detail::post_after(detail::saturating_ns(delay), to.control(),
                        detail::make_envelope<detail::message_envelope<A, message>>(
                            to.control(), std::forward<M>(m)));
   }
 
   /// Sends a copy of `m` to this actor every `period`, until `cancel(id)` or
   /// the actor stops. A tick that would fall behind is skipped, not queued.
-  template <class M>
-  timer_id every(std::chrono::nanoseconds period, M m) {
+  /// `period` is any duration type; throws troupe::error when it is zero or
+  /// negative. A period whose first deadline does not fit in the steady
+  /// clock's nanoseconds (nanoseconds::max(), hours::max()) never ticks and
+  /// costs its shard no wake-up; cancel(id) still works.
+  template <class M, class Rep, class Period>
+  timer_id every(std::chrono::duration<Rep, Period> period, M m) {
     static_assert(handles<Derived, M>,
                   "troupe: every(period, Message): this actor has no handler on(Message)");
-    if (period <= std::chrono::nanoseconds::zero()) throw error("troupe: every(): period must be positive");
-    return detail::start_periodic(this, period, new detail::tick_of<Derived, M>(std::move(m)));
+    std::chrono::nanoseconds ns = detail::saturating_ns(period);
+    if (ns <= std::chrono::nanoseconds::zero()) throw error("troupe: every(): period must be positive");
+    return detail::start_periodic(this, ns, new detail::tick_of<Derived, M>(std::move(m)));
   }
 
   /// Sends `down` to this actor when `target` stops (at once if it already

@@ -89,6 +89,7 @@ inline constexpr unsigned wake_threshold = 0;
 /// enough never to fire on a healthy runtime, short enough that a lost
 /// peer shows up in tests and logs.
 inline constexpr std::chrono::milliseconds ask_timeout{10'000};
+using ask_timeout_type = std::chrono::milliseconds;
 
 /// Registered buffers per shard (config::fixed_buffers, fixed_buffer.hpp):
 /// none unless asked for, since registered memory is pinned and counts

@@ -10,6 +10,7 @@
 // it opened closed). See doc/io.md.
 #pragma once
 
+#include <troupe/detail/deadline.hpp>
 #include <troupe/result.hpp>
 
 #include <liburing.h>
@@ -134,14 +135,22 @@ struct poll {
 /// Completes after `duration` (IORING_OP_TIMEOUT): a timer that is an
 /// operation, for code that has no message type of its own to send itself
 /// (a base class, a helper). Cancelled with its actor like any operation.
+/// Takes any duration type: zero or negative completes at once; one too
+/// long for nanoseconds (hours::max()) saturates and, like
+/// nanoseconds::max(), never completes (the kernel clamps it to its "never").
 struct sleep {
-  std::chrono::nanoseconds duration;
+  std::chrono::nanoseconds duration{};
   __kernel_timespec ts{};
+
+  sleep() = default;
+  template <class Rep, class Period>
+  explicit sleep(std::chrono::duration<Rep, Period> d) noexcept : duration(detail::saturating_ns(d)) {}
 
   using output = void;
   void prepare(io_uring_sqe* sqe) {
-    ts.tv_sec = duration.count() / 1'000'000'000;
-    ts.tv_nsec = duration.count() % 1'000'000'000;
+    const std::int64_t ns = duration.count() > 0 ? duration.count() : 0;  // the kernel refuses negatives
+    ts.tv_sec = ns / 1'000'000'000;
+    ts.tv_nsec = ns % 1'000'000'000;
     io_uring_prep_timeout(sqe, &ts, 0, 0);
   }
   result<void> complete(int res, unsigned) {

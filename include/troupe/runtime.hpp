@@ -23,7 +23,7 @@ template <class R>
 class [[nodiscard]] blocking_reply {
  public:
   explicit blocking_reply(detail::foreign_reply<R>* state, std::chrono::nanoseconds timeout) noexcept
-      : state_(state), deadline_ns_(detail::now_ns() + timeout.count()) {}
+      : state_(state), deadline_ns_(detail::deadline_after(detail::now_ns(), timeout)) {}
   blocking_reply(blocking_reply&& o) noexcept
       : state_(std::exchange(o.state_, nullptr)), deadline_ns_(o.deadline_ns_) {}
   blocking_reply& operator=(blocking_reply&&) = delete;
@@ -98,9 +98,13 @@ class runtime {
 
   /// Sends `m` to `to` and returns a handle to wait for the reply, for
   /// threads that are not shards (inside an actor use actor::ask).
-  /// A stopped target answers errc::actor_stopped at once. @threadsafe.
-  template <class A, class M>
-  auto ask(const ref<A>& to, M&& m, std::chrono::nanoseconds timeout = defaults::ask_timeout)
+  /// A stopped target answers errc::actor_stopped at once. `timeout` is any
+  /// duration type, counted from this call; one whose deadline does not fit
+  /// in the steady clock's nanoseconds (nanoseconds::max(), hours::max())
+  /// means no timeout. @threadsafe.
+  template <class A, class M, class Rep = defaults::ask_timeout_type::rep,
+            class Period = defaults::ask_timeout_type::period>
+  auto ask(const ref<A>& to, M&& m, std::chrono::duration<Rep, Period> timeout = defaults::ask_timeout)
       -> blocking_reply<detail::reply_type<A, std::remove_cvref_t<M>>> {
     using message = std::remove_cvref_t<M>;
     using reply = detail::reply_type<A, message>;
@@ -109,7 +113,7 @@ class runtime {
                   "on(Message) for this message type — see 'with M = ...; A = ...' above");
     if (!to) throw error("troupe: ask through an empty ref");
     auto* state = new detail::foreign_reply<reply>();
-    blocking_reply<reply> answer(state, timeout);
+    blocking_reply<reply> answer(state, detail::saturating_ns(timeout));
     detail::post(to.control(), detail::make_envelope<detail::ask_envelope<A, message>>(
                                    to.control(), detail::reply_to<reply>(state), std::forward<M>(m)));
     return answer;

@@ -2,6 +2,7 @@
 // header-only templates of the public API call.
 #pragma once
 
+#include <troupe/detail/deadline.hpp>
 #include <troupe/detail/envelope.hpp>
 #include <troupe/fwd.hpp>
 #include <troupe/placement.hpp>
@@ -65,7 +66,7 @@ std::string short_type_name(const char* mangled);
 
 // Timers: one heap per shard, armed as the timeout of the shard's wait.
 struct timer_node {
-  std::int64_t deadline_ns = 0;  // steady_clock
+  std::int64_t deadline_ns = 0;  // steady_clock, from deadline_after; never_ns: never fires
   std::size_t heap_index = ~std::size_t{0};
   /// Called when the deadline passes, or with `cancelled` at shutdown.
   void (*fire)(timer_node*, bool cancelled) = nullptr;
@@ -77,7 +78,8 @@ void arm_timer(timer_node* t) noexcept;
 void disarm_timer(timer_node* t) noexcept;
 
 // Blocking waits of foreign threads (futex; never used on a shard thread).
-/// Waits while *word == expected, at most until deadline_ns; false on timeout.
+/// Waits while *word == expected, at most until deadline_ns (never_ns: no
+/// limit); false on timeout.
 bool futex_wait_until(std::atomic<std::uint32_t>* word, std::uint32_t expected,
                       std::int64_t deadline_ns) noexcept;
 void futex_wake_all(std::atomic<std::uint32_t>* word) noexcept;
