@@ -15,12 +15,16 @@
 
 #include <cerrno>
 #include <ctime>
+#include <mutex>
 #include <new>
+#include <string>
+#include <unordered_set>
 
 namespace troupe::detail {
 
 std::atomic<std::int64_t> heap_envelopes_live{0};
 std::atomic<std::uint64_t> foreign_late_replies{0};
+std::atomic<std::uint64_t> foreign_drop_failures{0};
 
 namespace {
 std::atomic<std::uint64_t> next_actor_id{1};
@@ -128,6 +132,55 @@ void count_late_reply() noexcept {
   // A foreign thread answered (rare): no shard to count on, and the runtime
   // is unknown here, so the count goes to the process-wide tally.
   foreign_late_replies.fetch_add(1, std::memory_order_relaxed);
+}
+
+namespace {
+thread_local payload_scope* tl_payload_scope = nullptr;
+
+// A bug in a message type, not in traffic: the first time per type at warn,
+// then at debug (the count is in the stats).
+void log_drop_failure(const std::string& type, const std::string& text) {
+  static std::mutex m;
+  static std::unordered_set<std::string> warned;
+  bool first;
+  {
+    std::lock_guard lock(m);
+    first = warned.insert(type).second;
+  }
+  if (first)
+    log().warn("a dropped message's destructor threw: {} (counted in drop_failures; logged once per type)",
+               text);
+  else
+    log().debug("a dropped message's destructor threw: {}", text);
+}
+}  // namespace
+
+payload_scope::payload_scope(const envelope* e) noexcept
+    : e_(e), saved_(std::exchange(tl_payload_scope, this)) {}
+
+payload_scope::~payload_scope() { tl_payload_scope = saved_; }
+
+void payload_destructor_threw(const envelope* e, const char* message_type) noexcept {
+  try {
+    std::string type = short_type_name(message_type);
+    std::string text = type + ": " + describe_current_exception();
+    if (payload_scope* scope = tl_payload_scope; scope != nullptr && scope->e_ == e) {
+      if (scope->failure_.empty()) scope->failure_ = std::move(text);
+      return;
+    }
+    if (shard* s = this_shard_ptr()) s->count_drop_failure();
+    else foreign_drop_failures.fetch_add(1, std::memory_order_relaxed);
+    log_drop_failure(type, text);
+  } catch (...) {
+    // Out of memory while describing it: still counted, never thrown.
+    if (payload_scope* scope = tl_payload_scope; scope != nullptr && scope->e_ == e) {
+      if (scope->failure_.empty()) scope->failure_ = "?";
+    } else if (shard* s = this_shard_ptr()) {
+      s->count_drop_failure();
+    } else {
+      foreign_drop_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
 }
 
 void count_unhandled(control_block* cb, std::string_view type) noexcept {

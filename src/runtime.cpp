@@ -98,6 +98,11 @@ std::uint64_t runtime_stats::late_replies() const noexcept {
   for (auto& s : shards) n += s.late_replies;
   return n;
 }
+std::uint64_t runtime_stats::drop_failures() const noexcept {
+  std::uint64_t n = foreign_drop_failures;
+  for (auto& s : shards) n += s.drop_failures;
+  return n;
+}
 std::uint64_t runtime_stats::envelopes_live() const noexcept {
   std::uint64_t n = 0;
   for (auto& s : shards) n += s.envelopes_live;

@@ -190,9 +190,9 @@ void runtime_core::foreign_dead_letter(control_block* cb, envelope* e) noexcept 
   if (cb->capacity_ != 0) cb->depth_.fetch_sub(1, std::memory_order_relaxed);
   envelope_fn fn = e->fn;
   try {
-    fn(e, envelope_action::drop, cb);
+    fn(e, envelope_action::drop, cb);  // a throwing payload destructor is counted in there
   } catch (...) {
-    log().error("dropping a message for {} threw", cb->type()->name);
+    log().error("dropping a message for {} threw {}", cb->type()->name, describe_current_exception());
   }
   free_envelope(e);
 }
@@ -297,6 +297,7 @@ void runtime_core::fill_stats(runtime_stats& s) const {
   s.sends_foreign = sends_foreign_.load(std::memory_order_relaxed);
   s.foreign_dead_letters = foreign_dead_letters_.load(std::memory_order_relaxed);
   s.foreign_late_replies = foreign_late_replies.load(std::memory_order_relaxed);
+  s.foreign_drop_failures = foreign_drop_failures.load(std::memory_order_relaxed);
   s.foreign_doorbells = foreign_doorbells_.load(std::memory_order_relaxed);
   s.foreign_doorbell_faults_injected = foreign_faults_.load(std::memory_order_relaxed);
   s.unbound_actors_live = unbound_live_.load(std::memory_order_relaxed);

@@ -225,11 +225,9 @@ void shard::dead_letter(control_block* cb, envelope* e) noexcept {
   if (log().should_log(spdlog::level::debug)) log().debug("dead letter to {}", name_of(cb));
   envelope_fn fn = e->fn;
   try {
-    fn(e, envelope_action::drop, cb);
-  } catch (const std::exception& ex) {
-    log().error("dropping a message for {} threw: {}", cb->type()->name, ex.what());
+    fn(e, envelope_action::drop, cb);  // a throwing payload destructor is counted in there
   } catch (...) {
-    log().error("dropping a message for {} threw", cb->type()->name);
+    log().error("dropping a message for {} threw {}", cb->type()->name, describe_current_exception());
   }
   free(e);
 }
@@ -550,6 +548,7 @@ void shard::deliver(control_block* cb, envelope* e) {
   // The capacity bounds what waits, not what runs.
   if (cb->capacity_ != 0) cb->depth_.fetch_sub(1, std::memory_order_relaxed);
   std::string what;
+  payload_scope scope(e);
   try {
     fn(e, envelope_action::deliver, cb);
   } catch (...) {
@@ -559,7 +558,14 @@ void shard::deliver(control_block* cb, envelope* e) {
   free(e);
   if (!what.empty()) {
     const char* where = !starting ? "handler" : cb->actor_ ? "on_start" : "constructor";
-    fail(cb, std::string(where) + " threw " + what);
+    std::string reason = std::string(where) + " threw " + what;
+    if (!scope.failure().empty()) reason += "; then the message destructor threw: " + scope.failure();
+    fail(cb, std::move(reason));
+  } else if (!scope.failure().empty() && cb->actor_ != nullptr && !cb->dead()) {
+    // Like a handler's exception: this actor fails, the shard goes on.
+    fail(cb, "message destructor threw: " + scope.failure());
+  } else if (!scope.failure().empty()) {
+    ++drop_failures_;  // nobody left to fail
   }
 }
 
@@ -764,6 +770,7 @@ void shard::fill_stats(shard_stats& s) const {
   s.envelopes_live = pool_.live();
   s.pool_slabs = pool_.slabs();
   s.cq_overflows = cq_overflows_.get();
+  s.drop_failures = drop_failures_.get();
   s.actors_live = actors_live_.get();
   s.steal_attempts = steal_attempts_.get();
   s.steals = steals_.get();

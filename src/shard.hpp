@@ -121,6 +121,8 @@ class shard {
   void disarm(timer_node* t) noexcept { timers_.disarm(t); }
   void actor_started(control_block* cb);
   void count_late_reply() noexcept { ++late_replies_; }
+  /// A payload destructor threw outside a delivery (see payload_scope).
+  void count_drop_failure() noexcept { ++drop_failures_; }
   void count_unhandled(control_block* cb, std::string_view type) noexcept;
   /// This shard won the token of an unbound actor (scheduler.cpp).
   void schedule_unbound(control_block* cb) noexcept;
@@ -208,15 +210,37 @@ class shard {
 
   alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
       doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,
-      mailbox_high_water_, cq_overflows_, actors_live_, steal_attempts_, steals_, actors_stolen_,
-      peer_wakeups_, unbound_runs_, io_submitted_, io_cancelled_,
-      io_completed_;
+      mailbox_high_water_, cq_overflows_, drop_failures_, actors_live_, steal_attempts_, steals_,
+      actors_stolen_, peer_wakeups_, unbound_runs_, io_submitted_, io_cancelled_, io_completed_;
   // Written by thieves and steering senders too.
   alignas(64) std::atomic<std::uint64_t> migrated_in_{0}, migrated_out_{0};
   std::atomic<std::size_t> incoming_unbound_{0};  // unbound tokens on the inbox
 
   friend class runtime_core;
 };
+
+/// Set by shard::deliver around the thunk of `e`: a throw from the
+/// destructor of that envelope's payload is kept here (and fails the
+/// actor), while payloads destroyed meanwhile by anything else (a dead
+/// letter sent from the handler) count as drop failures. Nests.
+class payload_scope {
+ public:
+  explicit payload_scope(const envelope* e) noexcept;
+  ~payload_scope();
+  payload_scope(const payload_scope&) = delete;
+  payload_scope& operator=(const payload_scope&) = delete;
+  /// "msg_type: exception_type: what()", or "" if the destructor did not throw.
+  const std::string& failure() const noexcept { return failure_; }
+
+ private:
+  friend void payload_destructor_threw(const envelope*, const char*) noexcept;
+  const envelope* e_;
+  payload_scope* saved_;
+  std::string failure_;
+};
+
+/// Drop failures counted on threads that are not shards, process-wide.
+extern std::atomic<std::uint64_t> foreign_drop_failures;
 
 /// Envelopes on the heap (too big for a pool block, or sent by a foreign
 /// thread), process-wide.

@@ -237,6 +237,112 @@ BOOST_AUTO_TEST_CASE(a_failure_reason_names_the_exception_type_its_text_and_the_
 }
 
 // ---------------------------------------------------------------------------
+// Messages whose destructor throws
+
+namespace {
+
+// Throws from its destructor while it is "armed"; a move disarms the
+// source, so only the copy in the envelope throws, not the sender's.
+struct fussy {
+  bool armed = true;
+  fussy() = default;
+  fussy(fussy&& o) noexcept : armed(std::exchange(o.armed, false)) {}
+  fussy(const fussy& o) noexcept : armed(o.armed) {}
+  fussy& operator=(const fussy&) = delete;
+  ~fussy() noexcept(false) {
+    if (armed) throw std::runtime_error("fussy destructor");
+  }
+};
+
+struct leave {};
+
+class picky : public actor<picky> {
+ public:
+  void on(const fussy&) {}
+  int on(const alive_q&) { return 1; }
+  void on(const leave&) { stop(); }
+};
+
+// From its own shard: sends a fussy to `to`, and at shutdown one to each
+// of `at_stop` and a delayed one that is still pending then.
+struct send_fussy {
+  ref<picky> to;
+};
+class fussy_sender : public actor<fussy_sender> {
+  std::vector<ref<picky>> at_stop_;
+
+ public:
+  explicit fussy_sender(std::vector<ref<picky>> at_stop) : at_stop_(std::move(at_stop)) {}
+  void on_start() {
+    for (auto& p : at_stop_) delayed_send(1h, p, fussy{});
+    every(1h, fussy_tick{});  // the timer's own copy goes when it is cancelled
+  }
+  void on_stop() {
+    for (auto& p : at_stop_) p.send(fussy{});
+  }
+  int on(const send_fussy& s) {
+    s.to.send(fussy{});
+    return 1;
+  }
+  struct fussy_tick : fussy {};
+  void on(const fussy_tick&) {}
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_delivered_message_whose_destructor_throws_fails_only_its_actor) {
+  runtime_stats st;
+  {
+    runtime rt{test_config()};
+    auto d = std::make_shared<downs>();
+    auto p = rt.spawn<picky>(pinned{1});
+    auto neighbour = rt.spawn<picky>(pinned{1});
+    rt.spawn<watcher<picky>>(pinned{0}, p, d);
+    BOOST_TEST(rt.ask(p, alive_q{}).get() == 1);  // the monitor is registered by now
+    p.send(fussy{});
+    BOOST_REQUIRE(eventually([&] { return d->count.load() == 1; }));
+    BOOST_TEST_INFO("reason: " << d->reason);
+    BOOST_TEST(!d->normal.load());
+    BOOST_TEST(d->reason.find("message destructor threw") != std::string::npos);
+    BOOST_TEST(d->reason.find("fussy") != std::string::npos);
+    BOOST_TEST(d->reason.find("fussy destructor") != std::string::npos);
+    BOOST_TEST(p.stopped());
+    // The shard goes on: its other actor answers.
+    BOOST_TEST(rt.ask(neighbour, alive_q{}).get() == 1);
+    rt.stop();
+    st = rt.stats();
+  }
+  check_quiescent(st);
+  BOOST_TEST(st.drop_failures() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(dead_letters_whose_destructor_throws_are_counted_and_logged_once) {
+  log_capture cap;
+  runtime_stats st;
+  {
+    runtime rt{test_config()};
+    auto gone = rt.spawn<picky>(pinned{1});
+    gone.send(leave{});
+    BOOST_REQUIRE(eventually([&] { return gone.stopped(); }));
+    std::vector<ref<picky>> at_stop{rt.spawn<picky>(pinned{0}), rt.spawn<picky>(pinned{1})};
+    auto sender = rt.spawn<fussy_sender>(pinned{0}, at_stop);
+    gone.send(fussy{});                                         // from a foreign thread
+    BOOST_TEST(rt.ask(sender, send_fussy{gone}).get() == 1);  // from a shard
+    BOOST_TEST(rt.ask(at_stop[1], alive_q{}).get() == 1);
+    rt.stop();  // on_stop's sends, the pending delayed sends and the tick's copy: dropped
+    st = rt.stats();
+  }
+  check_quiescent(st);
+  BOOST_TEST(st.foreign_drop_failures >= 1u);
+  // 1 foreign + 1 from a shard + 2 sent at stop + 2 delayed + the tick's copy.
+  BOOST_TEST(st.drop_failures() == 7u);
+  // Once per message type at warn (the tick is a type of its own).
+  BOOST_TEST(cap.find("threw: fussy: std::runtime_error: fussy destructor", log_level::warn).size() == 1u);
+  BOOST_TEST(cap.find("threw: fussy_tick: ", log_level::warn).size() == 1u);
+  BOOST_TEST(cap.find("fussy destructor", log_level::warn).size() == 2u);
+}
+
+// ---------------------------------------------------------------------------
 // ask semantics
 
 namespace {

@@ -118,7 +118,7 @@ class ref : public detail::ref_base {
     auto* e = detail::make_envelope<detail::message_envelope<A, message>>(cb, std::forward<M>(m));
     if (detail::try_post(cb, e)) return std::nullopt;
     std::optional<message> back(std::move(e->msg));
-    e->~message_envelope();
+    detail::destroy_payload(e);  // the moved-from shell
     detail::free_envelope(e);
     return back;
   }

@@ -12,6 +12,10 @@ namespace troupe {
 
 template <class T>
 class [[nodiscard]] result {
+  static_assert(std::is_nothrow_destructible_v<T>,
+                "troupe: result<T> (a reply type) needs a destructor that does not throw: "
+                "std::variant would end the process when it threw");
+
  public:
   using value_type = T;
 

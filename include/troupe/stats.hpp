@@ -24,6 +24,7 @@ struct shard_stats {
   std::uint64_t envelopes_live = 0;    // taken from this shard's pool, not yet back
   std::uint64_t pool_slabs = 0;        // slab allocations of this shard's pool
   std::uint64_t cq_overflows = 0;      // turns that found the CQ in overflow
+  std::uint64_t drop_failures = 0;     // dropped messages (dead letters...) whose destructor threw
   std::uint64_t actors_live = 0;       // pinned actors alive on this shard
   // Work stealing (unbound actors).
   std::uint64_t steal_attempts = 0;    // idle turns that looked for a victim with work
@@ -44,6 +45,7 @@ struct runtime_stats {
   std::uint64_t sends_foreign = 0;         // from threads that are not shards
   std::uint64_t foreign_dead_letters = 0;  // refused or undeliverable foreign sends
   std::uint64_t foreign_late_replies = 0;
+  std::uint64_t foreign_drop_failures = 0;  // drop_failures on threads that are not shards (process-wide)
   std::uint64_t foreign_doorbells = 0;
   std::uint64_t foreign_doorbell_faults_injected = 0;  // config::fault_injection
   std::uint64_t unbound_actors_live = 0;   // stealable actors alive, on any shard
@@ -56,6 +58,9 @@ struct runtime_stats {
   /// Every envelope that found its target stopped.
   std::uint64_t dead_letters() const noexcept;
   std::uint64_t late_replies() const noexcept;
+  /// Every dropped message whose destructor threw (counted, logged once per
+  /// type; a throw while the message is delivered fails its actor instead).
+  std::uint64_t drop_failures() const noexcept;
   std::uint64_t envelopes_live() const noexcept;
 
   /// A table, one line per shard.

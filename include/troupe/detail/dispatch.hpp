@@ -61,11 +61,41 @@ A& actor_of(control_block* cb) noexcept {
   return *static_cast<A*>(cb->actor_);
 }
 
+/// The message type an envelope E carries (its `msg`), else E: what a
+/// failure of its destructor is reported as.
+template <class E>
+struct payload_of {
+  using type = E;
+};
+template <class E>
+  requires requires(E& e) { e.msg; }
+struct payload_of<E> {
+  using type = std::remove_cvref_t<decltype(std::declval<E&>().msg)>;
+};
+
+/// Destroys an envelope's payload. A destructor that throws (a message type
+/// declared `~M() noexcept(false)`) does not end the process: the exception
+/// goes to payload_destructor_threw: the receiving actor fails if the
+/// message was being delivered to it, else a drop failure is counted.
+template <class E>
+void destroy_payload(E* e) noexcept {
+  if constexpr (std::is_nothrow_destructible_v<E>) {
+    e->~E();
+  } else {
+    const envelope* self = e;
+    try {
+      e->~E();  // the members after a throwing one are still destroyed
+    } catch (...) {
+      payload_destructor_threw(self, typeid(typename payload_of<E>::type).name());
+    }
+  }
+}
+
 /// Destroys an envelope's payload when the thunk leaves, normally or not.
 template <class E>
 struct destroy_on_exit {
   E* e;
-  ~destroy_on_exit() { e->~E(); }
+  ~destroy_on_exit() { destroy_payload(e); }
 };
 
 template <class A, class M>
@@ -278,8 +308,19 @@ struct tick_source {
 
 template <class A, class M>
 struct tick_of final : tick_source {
-  M msg;
+  // In a union, so that this destructor (noexcept, as tick_source's) can
+  // catch a throwing ~M(): the timer's copy goes when it is cancelled.
+  union {
+    M msg;
+  };
   explicit tick_of(M m) : msg(std::move(m)) {}
+  ~tick_of() noexcept override {
+    try {
+      msg.~M();
+    } catch (...) {
+      payload_destructor_threw(nullptr, typeid(M).name());  // a drop failure
+    }
+  }
   envelope* make(const control_block* to, timer_id id) override {
     return make_envelope<tick_envelope<A, M>>(to, id, msg);
   }

@@ -4,8 +4,9 @@
 // one (actor, message) pair, chosen at compile time: called with `deliver`
 // it runs the handler on the live actor; with `drop` it disposes of the
 // payload (and answers an ask with errc::actor_stopped, a monitor request
-// with `down`). Either way it destroys the payload; the runtime then returns
-// the memory to the pool it came from.
+// with `down`). Either way it destroys the payload (destroy_payload in
+// dispatch.hpp: a destructor that throws is caught and reported, never
+// ends the process); the runtime then returns the memory to its pool.
 #pragma once
 
 #include <troupe/detail/mpsc_queue.hpp>

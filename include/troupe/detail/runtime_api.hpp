@@ -61,6 +61,13 @@ void count_late_reply() noexcept;
 /// logs it once per (actor type, message type).
 void count_unhandled(control_block* cb, std::string_view message_type) noexcept;
 
+/// Called inside a catch block by destroy_payload: the destructor of the
+/// payload of `e` (its message of mangled type `message_type`) threw. If
+/// the calling shard is delivering `e`, its actor fails with that reason;
+/// otherwise (a dead letter, a drop, a handed-back try_send) it counts as a
+/// drop failure, logged once per message type at warn. @threadsafe.
+void payload_destructor_threw(const envelope* e, const char* message_type) noexcept;
+
 /// A stable short name for a type: namespaces stripped, templates kept.
 std::string short_type_name(const char* mangled);
 
