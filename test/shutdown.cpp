@@ -173,7 +173,7 @@ BOOST_AUTO_TEST_CASE(destroying_the_runtime_in_a_handler_is_reported_as_misuse) 
 BOOST_AUTO_TEST_CASE(stop_from_a_handler_and_from_the_owner_at_once) {
   for (int round = 0; round < 20; ++round) {
     runtime rt{test_config()};
-    auto w = rt.spawn<worker>(pinned{round % 2});
+    auto w = rt.spawn<worker>(pinned{static_cast<shard_id>(round % 2)});
     w.send(job{[](worker& self) { self.system().stop(); }});
     rt.stop();
     check_quiescent(rt.stats());
