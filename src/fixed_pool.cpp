@@ -4,11 +4,14 @@
 
 #include <troupe/error.hpp>
 
+#include <fmt/format.h>
+
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -16,12 +19,22 @@ namespace troupe::detail {
 
 fixed_pool::fixed_pool(std::uint32_t count, std::size_t size) : count_(count) {
   const std::size_t page = std::size_t(::sysconf(_SC_PAGESIZE));
+  auto fail = [&](const std::string& why) {
+    return error(fmt::format("troupe: config::fixed_buffers: cannot map {} buffers of {} bytes: {}. Lower "
+                             "config::fixed_buffers.count or .size",
+                             count, size, why));
+  };
+  if (size == 0) throw fail("a size of 0");
+  // Checked: a size near SIZE_MAX, or count x size past it, would wrap to a
+  // small mapping and buffers pointing past its end.
+  if (size > SIZE_MAX - (page - 1) || __builtin_mul_overflow((size + page - 1) / page * page, std::size_t(count), &mapped_))
+    throw fail("their total does not fit in the address space");
   size_ = (size + page - 1) / page * page;
-  mapped_ = size_ * count_;
   void* p = ::mmap(nullptr, mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    throw error(std::string("troupe: config::fixed_buffers: cannot map ") + std::to_string(mapped_) +
-                " bytes: " + std::strerror(errno));
+  if (p == MAP_FAILED) {
+    int err = errno;
+    throw fail(fmt::format("mmap of {} bytes: {}", mapped_, std::strerror(err)));
+  }
   base_ = static_cast<std::byte*>(p);
   next_ = std::make_unique<std::atomic<std::uint32_t>[]>(count_);
   // Slots 1..count, lowest first.

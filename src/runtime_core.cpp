@@ -84,7 +84,16 @@ void runtime_core::start() {
       }
       std::string name = "troupe-shard-" + std::to_string(s);
       pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
-      errors[s] = shards_[s]->open_ring();
+      // Whatever fails here reaches the constructor as its error: a throw out
+      // of this thread would terminate the process, and an early return
+      // would leave start() waiting for the latch.
+      try {
+        errors[s] = shards_[s]->open_ring();
+      } catch (const std::exception& e) {
+        errors[s] = fmt::format("troupe: shard {} could not start: {}", s, e.what());
+      } catch (...) {
+        errors[s] = fmt::format("troupe: shard {} could not start", s);
+      }
       ready.count_down();  // `errors` and `ready` are not touched after this
       start_.wait(start_state::waiting);
       if (start_.load() == start_state::go) shards_[s]->run();

@@ -117,7 +117,9 @@ std::string shard::open_ring() {
   std::string err = ring_.open(cfg(), id_);
   if (err.empty()) {
     probe_opcodes();
-    open_fixed_buffers();
+    err = open_fixed_buffers();
+  }
+  if (err.empty()) {
     setup_.store(ring_.setup(), std::memory_order_release);
     ring_fd_.store(ring_.fd(), std::memory_order_release);
   }
@@ -126,10 +128,17 @@ std::string shard::open_ring() {
 
 const config& shard::cfg() const noexcept { return core_.cfg(); }
 
-void shard::open_fixed_buffers() {
+std::string shard::open_fixed_buffers() {
   const auto& want = cfg().fixed_buffers;
-  if (want.count == 0) return;
-  fixed_ = new fixed_pool(want.count, want.size);
+  if (want.count == 0) return {};
+  // Memory that cannot be mapped fails the runtime's constructor (start()
+  // stops and joins the shards, then throws this); a thrown error here
+  // would leave the shard thread and terminate the process.
+  try {
+    fixed_ = new fixed_pool(want.count, want.size);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
   std::string why = fixed_->register_with(ring_.get());
   // Not fatal: reads and writes into the buffers then go as plain ones.
   if (!why.empty())
@@ -137,6 +146,7 @@ void shard::open_fixed_buffers() {
                "plain buffers. Registered memory counts against RLIMIT_MEMLOCK: raise it (ulimit -l, "
                "LimitMEMLOCK= in systemd) or lower config::fixed_buffers.",
                id_, want.count, want.size, why);
+  return {};
 }
 
 // ---------------------------------------------------------------------------

@@ -165,7 +165,8 @@ class shard {
   void submit_if_late(std::int64_t& pending_since) noexcept;
   void complete_io(pending_io* p, int res, unsigned flags) noexcept;
   void probe_opcodes() noexcept;
-  void open_fixed_buffers();
+  /// "" or why the buffers cannot be had (then the runtime does not start).
+  std::string open_fixed_buffers();
 
   // Unbound actors (scheduler.cpp).
   void enqueue_unbound(control_block* cb) noexcept;

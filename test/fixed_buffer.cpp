@@ -14,8 +14,12 @@
 #include <troupe/runtime.hpp>
 
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -204,5 +208,105 @@ BOOST_AUTO_TEST_CASE(fixed_buffers_serve_o_direct_reads) {
   BOOST_TEST(await(verdict) == "4096 direct");
   rt.stop();
   ::unlink(path.c_str());
+  check_quiescent(rt.stats());
+}
+
+// ---------------------------------------------------------------------------
+// Buffers that cannot be had
+
+namespace {
+int threads_now() {
+  int n = 0;
+  for (auto& e : stdfs::directory_iterator("/proc/self/task")) (void)e, ++n;
+  return n;
+}
+
+/// The runtime constructor's troupe::error for `cfg`, or "" if it started.
+std::string start_error(const config& cfg) {
+  try {
+    runtime rt{cfg};
+    rt.stop();
+  } catch (const troupe::error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool has(const std::string& text, const std::string& part) {
+  if (text.find(part) != std::string::npos) return true;
+  BOOST_TEST_MESSAGE("'" << part << "' not in: " << text);
+  return false;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(buffers_that_cannot_be_mapped_fail_the_constructor_and_no_shard_is_left_running) {
+  const int threads = threads_now();
+  const int fds = open_fds();
+  // 2 x 64 TiB: more than the 47-bit user address space.
+  std::string e = start_error(with_buffers(2, 2, std::size_t(1) << 46));
+  BOOST_TEST_MESSAGE("the constructor said: " << e);
+  BOOST_TEST(has(e, "config::fixed_buffers"));
+  BOOST_TEST(has(e, "2 buffers of 70368744177664 bytes"));
+  BOOST_TEST(has(e, std::strerror(ENOMEM)));
+  // A count so large that count x size does not even fit in size_t.
+  e = start_error(with_buffers(1, 1u << 31, std::size_t(1) << 40));
+  BOOST_TEST(has(e, "2147483648 buffers of 1099511627776 bytes"));
+  BOOST_TEST(has(e, "does not fit in the address space"));
+  // The shards that had started were stopped and joined, their rings closed.
+  BOOST_TEST(eventually([&] { return threads_now() == threads; }, 5000ms));
+  BOOST_TEST(open_fds() == fds);
+  // And the process can still start a runtime with buffers it can have.
+  runtime rt{with_buffers(2, 2, 4096)};
+  rt.stop();
+}
+
+namespace {
+/// Lowers RLIMIT_MEMLOCK and, for a root test run, drops CAP_IPC_LOCK from
+/// this thread's effective set (threads it starts inherit that), so that
+/// io_uring accounts registered memory against the limit; both come back at
+/// the end of the scope.
+struct memlock_limited {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct saved[2]{};
+  rlimit old{};
+  bool caps_lowered = false;
+  bool ok = false;
+
+  explicit memlock_limited(rlim_t bytes) {
+    if (::syscall(SYS_capget, &header, saved) != 0) return;
+    __user_cap_data_struct lowered[2] = {saved[0], saved[1]};
+    lowered[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+    if (::syscall(SYS_capset, &header, lowered) != 0) return;
+    caps_lowered = true;
+    if (::getrlimit(RLIMIT_MEMLOCK, &old) != 0) return;
+    rlimit low{bytes, old.rlim_max};
+    ok = ::setrlimit(RLIMIT_MEMLOCK, &low) == 0;
+  }
+  ~memlock_limited() {
+    if (ok) ::setrlimit(RLIMIT_MEMLOCK, &old);
+    if (caps_lowered) ::syscall(SYS_capset, &header, saved);
+  }
+};
+}  // namespace
+
+// Registration over RLIMIT_MEMLOCK is not fatal (config.hpp, doc/io.md):
+// the shard logs what to raise, and the buffers work as plain memory.
+BOOST_AUTO_TEST_CASE(buffers_over_the_memlock_limit_are_not_registered_and_work_as_plain_memory) {
+  memlock_limited limit(64 * 1024);
+  if (!limit.ok) {
+    BOOST_TEST_MESSAGE("skipped: cannot lower CAP_IPC_LOCK / RLIMIT_MEMLOCK here");
+    return;
+  }
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  runtime rt{with_buffers(1, 8, 64 * 1024)};  // 512 KiB against a 64 KiB limit
+  auto w = rt.spawn<worker>(pinned{0});
+  w.send(job{[done](worker& self) {
+    io::fixed_buffer b = self.take_fixed_buffer();
+    if (b) fill(b, "plain");
+    done->set_value(!b ? "none" : std::string(b.registered_here() ? "registered " : "unregistered ") + text(b));
+  }});
+  BOOST_TEST(await(verdict) == "unregistered plain");
+  rt.stop();
   check_quiescent(rt.stats());
 }

@@ -78,8 +78,12 @@ struct config {
   unsigned blocking_threads = defaults::blocking_threads;
   /// Buffers each shard registers with its ring at start, for
   /// fs::read_fixed / write_fixed (fixed_buffer.hpp). `size` is rounded up
-  /// to the page size. Registration failing (RLIMIT_MEMLOCK) is logged,
-  /// not fatal: the buffers then work as plain memory.
+  /// to the page size. Memory that cannot be mapped (count x size past the
+  /// address space, a size of 0) makes the runtime's constructor throw
+  /// troupe::error naming count, size and the errno text, after stopping
+  /// the shards it had started. Registration failing (RLIMIT_MEMLOCK) is
+  /// logged with what to raise (ulimit -l), not fatal: the buffers then
+  /// work as plain memory.
   struct registered_buffers {
     unsigned count = defaults::fixed_buffer_count;
     std::size_t size = defaults::fixed_buffer_size;

@@ -72,7 +72,9 @@ class [[nodiscard]] blocking_reply {
 class runtime {
  public:
   /// Starts the shards. Throws troupe::error when io_uring is unavailable
-  /// (kernel.io_uring_disabled, a seccomp filter) with what to do about it.
+  /// (kernel.io_uring_disabled, a seccomp filter) with what to do about it,
+  /// or when config::fixed_buffers cannot be mapped; the shards already
+  /// started are stopped and joined first.
   explicit runtime(config cfg = {});
   /// Stops (see stop()) and joins. Must not run on one of the runtime's own
   /// threads (a handler, a blocking job): there it logs a critical error
