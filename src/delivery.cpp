@@ -88,6 +88,16 @@ bool try_post(control_block* target, envelope* e) noexcept {
 
 control_block* new_control_block(runtime_core* core, const placement& where,
                                  const actor_type* type, std::uint32_t capacity) {
+  if (core->stop_requested()) {
+    // Its own shards may still be running handlers and on_stop: there a
+    // spawn gives an actor that never starts (spawn_refused), since the
+    // spawner cannot know the stop has begun. Everyone else is told.
+    shard* me = this_shard_ptr();
+    if (me == nullptr || &me->core() != core)
+      throw error(fmt::format("troupe: spawn<{}>: the runtime is stopping or stopped (runtime::stop() was "
+                              "called); no actor can start on it any more",
+                              type->name));
+  }
   shard_id s = core->pick(where);
   if (std::holds_alternative<stealable>(where) || std::holds_alternative<stealable_preferred>(where))
     s |= control_block::unbound_bit;

@@ -11,10 +11,14 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
+#include <memory>
+#include <string>
 #include <thread>
 
 using namespace troupe;
 using namespace troupe_test;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -130,15 +134,106 @@ BOOST_AUTO_TEST_CASE(stop_from_a_handler_wakes_parked_shards_even_when_doorbells
   }
 }
 
-BOOST_AUTO_TEST_CASE(spawning_after_stop_gives_a_stopped_actor_and_leaks_nothing) {
+namespace {
+bool says_stopped(const troupe::error& e) {
+  return std::string(e.what()).find("runtime is stopping or stopped") != std::string::npos;
+}
+
+/// Spawns into another runtime from its handler.
+struct spawn_there {
+  runtime* other;
+  std::shared_ptr<std::promise<std::string>> done;
+};
+class foreign_spawner : public actor<foreign_spawner> {
+ public:
+  void on(const spawn_there& m) {
+    try {
+      (void)m.other->spawn<counter>(pinned{0});
+      m.done->set_value("spawned");
+    } catch (const troupe::error& e) {
+      m.done->set_value(says_stopped(e) ? "refused" : e.what());
+    }
+  }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(spawn_on_a_stopped_runtime_throws_and_leaks_nothing) {
   runtime rt{test_config()};
+  auto before = rt.spawn<counter>(pinned{0});
   rt.stop();
-  auto late = rt.spawn<counter>(pinned{0});
-  BOOST_TEST(late.stopped());
-  late.send(add{1});  // a dead letter
-  auto r = rt.ask(late, get{}).wait();
-  BOOST_TEST((r.error() == errc::actor_stopped));
+  BOOST_CHECK_EXCEPTION(rt.spawn<counter>(pinned{0}), troupe::error, says_stopped);
+  BOOST_CHECK_EXCEPTION(rt.spawn<counter>(round_robin{}, mailbox_capacity{4}), troupe::error, says_stopped);
+  BOOST_CHECK_EXCEPTION(rt.spawn<counter>(stealable{}), troupe::error, says_stopped);
+  // From a handler of another runtime: that is a foreign thread to rt.
+  runtime other{test_config(1)};
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto verdict = done->get_future();
+  other.spawn<foreign_spawner>(pinned{0}).send(spawn_there{&rt, done});
+  BOOST_REQUIRE(verdict.wait_for(10s) == std::future_status::ready);
+  BOOST_TEST(verdict.get() == "refused");
+  // Refs taken before the stop still behave: sends are dead letters.
+  BOOST_TEST(before.stopped());
+  before.send(add{1});
+  BOOST_TEST((rt.ask(before, get{}).wait().error() == errc::actor_stopped));
+  other.stop();
   check_quiescent(rt.stats());
+  check_quiescent(other.stats());
+}
+
+namespace {
+std::atomic<int> children_constructed{0};
+class child : public actor<child> {
+ public:
+  child() { ++children_constructed; }
+  void on(const add&) {}
+};
+
+struct breed {};
+/// Spawns a child per message and sends itself the next one; at on_stop it
+/// spawns once more and keeps that ref.
+class breeder : public actor<breeder> {
+  std::shared_ptr<ref<child>> last_;
+  std::shared_ptr<std::atomic<int>> threw_;
+
+ public:
+  breeder(std::shared_ptr<ref<child>> last, std::shared_ptr<std::atomic<int>> threw)
+      : last_(std::move(last)), threw_(std::move(threw)) {}
+  void on(const breed&) {
+    spawn<child>(round_robin{}).send(add{1});
+    self().send(breed{});
+  }
+  void on_stop() {
+    try {
+      *last_ = spawn<child>(pinned{0});
+    } catch (...) {
+      ++*threw_;
+    }
+  }
+};
+}  // namespace
+
+// Inside the runtime, a spawn that races with stop() (a handler still
+// running, an on_stop) is well defined rather than an error: the actor never
+// starts, sends to it are dead letters, and stop() is not disturbed.
+BOOST_AUTO_TEST_CASE(spawn_from_a_handler_while_stop_is_under_way_gives_an_actor_that_never_starts) {
+  runtime_stats st;
+  auto last = std::make_shared<ref<child>>();
+  auto threw = std::make_shared<std::atomic<int>>(0);
+  {
+    runtime rt{test_config()};
+    for (shard_id s = 0; s < 2; ++s) rt.spawn<breeder>(pinned{s}, last, threw).send(breed{});
+    BOOST_REQUIRE(eventually([] { return children_constructed.load() > 50; }, 10s));
+    auto stopper = std::async(std::launch::async, [&rt] { rt.stop(); });
+    BOOST_REQUIRE(stopper.wait_for(10s) == std::future_status::ready);
+    stopper.get();
+    st = rt.stats();
+  }
+  BOOST_TEST(threw->load() == 0);
+  BOOST_REQUIRE(bool(*last));  // the spawn in on_stop returned a ref
+  BOOST_TEST(last->stopped());
+  const int constructed = children_constructed.load();
+  BOOST_TEST(constructed > 50);
+  check_quiescent(st);
 }
 
 BOOST_AUTO_TEST_CASE(config_cpus_pins_each_shard_to_the_cpu_named) {

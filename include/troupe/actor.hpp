@@ -270,7 +270,8 @@ class actor : public actor_base {
   }
 
   /// Spawns an actor (see runtime::spawn); returns at once, the constructor
-  /// and on_start run on the target shard.
+  /// and on_start run on the target shard. While this runtime is stopping
+  /// it does not throw: the actor it returns never starts.
   template <class A, class... Args>
   ref<A> spawn(const placement& where, Args&&... args) const {
     return detail::spawn<A>(detail::actor_access::cb(*this)->core(), where, mailbox_capacity{0},

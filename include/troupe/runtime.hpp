@@ -87,8 +87,14 @@ class runtime {
   /// Creates an actor of type A with `args` on the shard `where` picks.
   /// Returns at once; the constructor and on_start run on that shard (if
   /// either throws, monitors get `down` and queued messages become dead
-  /// letters). Throws troupe::error for a shard that does not exist.
-  /// @threadsafe (also from handlers).
+  /// letters). Throws troupe::error for a shard that does not exist, and
+  /// once stop() has been called: "the runtime is stopping or stopped".
+  /// The one exception is a call from this runtime's own handlers (or
+  /// on_stop) while the stop is under way: there it returns a ref to an
+  /// actor that never starts (its monitors get `down` with
+  /// errc::runtime_stopped, sends to it are dead letters). A foreign spawn
+  /// that races with stop() may end the same way. @threadsafe (also from
+  /// handlers).
   template <class A, class... Args>
   ref<A> spawn(const placement& where, Args&&... args) {
     return detail::spawn<A>(core_, where, mailbox_capacity{0}, std::forward<Args>(args)...);
