@@ -159,8 +159,10 @@ class tcp_server {
 
 /// Binds one SO_REUSEPORT listener per shard of `rt` on `options.at` (the
 /// first one picks the port when it is 0), or one on shard 0 with
-/// accept_on::shard_zero, and starts accepting. Errors (EADDRINUSE,
-/// EACCES...) come back as values. @threadsafe.
+/// accept_on::shard_zero, and starts accepting. The port must be free:
+/// another listener on it, also one with SO_REUSEPORT, is EADDRINUSE
+/// (net::port_sharing::open_group), never a silent share. Errors
+/// (EADDRINUSE, EACCES...) come back as values. @threadsafe.
 template <class Connection, class... Args>
 result<tcp_server<Connection, std::decay_t<Args>...>> serve_tcp(runtime& rt, tcp_server_options options,
                                                                   Args&&... args) {
@@ -169,7 +171,13 @@ result<tcp_server<Connection, std::decay_t<Args>...>> serve_tcp(runtime& rt, tcp
   net::address at = options.at;
   const shard_id listening = options.accept == accept_on::every_shard ? rt.shards() : 1;
   for (shard_id s = 0; s < listening; ++s) {
-    auto l = net::listen(at, {.backlog = options.backlog, .reuse_port = true});
+    // The first binds exclusively: a port another program holds, even with
+    // SO_REUSEPORT, is refused instead of sharing its connections. Then the
+    // other shards' listeners join it.
+    const net::port_sharing sharing = listening == 1 ? net::port_sharing::exclusive
+                                      : s == 0       ? net::port_sharing::open_group
+                                                     : net::port_sharing::join_group;
+    auto l = net::listen(at, {.backlog = options.backlog, .sharing = sharing});
     if (!l) return l.error();
     if (s == 0 && at.port() == 0) {
       // The others join the port the first one got.

@@ -177,12 +177,17 @@ result<std::pair<socket, socket>> socket_pair(int type) {
 result<socket> listen(const address& at, listen_options options) {
   auto s = make_socket(at.family(), SOCK_STREAM);
   if (!s) return s.error();
-  if (at.family() != AF_UNIX) {
+  const bool tcp = at.family() != AF_UNIX;
+  if (tcp) {
     if (auto r = s->set(reuse_address{}); !r) return r.error();
-    if (options.reuse_port)
+    if (options.sharing == port_sharing::join_group)
       if (auto r = s->set(reuse_port{}); !r) return r.error();
   }
   if (::bind(s->fd(), at.data(), at.size()) != 0) return last_error();
+  // Bound without SO_REUSEPORT, so nobody held the port; set before
+  // listen(), where the kernel forms the group the others join.
+  if (tcp && options.sharing == port_sharing::open_group)
+    if (auto r = s->set(reuse_port{}); !r) return r.error();
   if (::listen(s->fd(), options.backlog) != 0) return last_error();
   return std::move(*s);
 }

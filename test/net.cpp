@@ -132,6 +132,49 @@ BOOST_AUTO_TEST_CASE(the_line_framer_splits_lines_across_reads_and_refuses_malfo
   BOOST_TEST(lines.back() == "1234");
 }
 
+BOOST_AUTO_TEST_CASE(a_listen_without_port_sharing_fails_on_a_port_someone_holds) {
+  // Ours first, then a second listen of ours on the same port.
+  auto first = listener_on_loopback();
+  auto second = net::listen(net::address::loopback(port_of(first)));
+  BOOST_REQUIRE(!second.has_value());
+  BOOST_TEST((second.error() == std::errc::address_in_use));
+  // Another program's listener, with and without SO_REUSEPORT.
+  for (bool reuse : {false, true}) {
+    foreign_listener other(reuse);
+    BOOST_REQUIRE(other.ok());
+    auto l = net::listen(net::address::loopback(other.port()));
+    BOOST_REQUIRE_MESSAGE(!l.has_value(), "bound over a listener with SO_REUSEPORT " << reuse);
+    BOOST_TEST((l.error() == std::errc::address_in_use));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_group_of_listeners_shares_a_port_but_its_first_refuses_one_that_is_held) {
+  // The group's first binds exclusively: a foreign SO_REUSEPORT listener
+  // (which a plain join would share the port with) makes it fail.
+  {
+    foreign_listener other(true);
+    BOOST_REQUIRE(other.ok());
+    auto at = net::address::loopback(other.port());
+    auto first = net::listen(at, {.sharing = net::port_sharing::open_group});
+    BOOST_REQUIRE(!first.has_value());
+    BOOST_TEST((first.error() == std::errc::address_in_use));
+    auto joined = net::listen(at, {.sharing = net::port_sharing::join_group});
+    BOOST_TEST(joined.has_value());  // what join_group means: it shares
+  }
+  // Our own group: the first, then members joining it.
+  auto first = listener_on_loopback({.sharing = net::port_sharing::open_group});
+  auto at = net::address::loopback(port_of(first));
+  auto member = net::listen(at, {.sharing = net::port_sharing::join_group});
+  BOOST_REQUIRE_MESSAGE(member.has_value(), "join: " << member.error().message());
+  auto other_member = net::listen(at, {.sharing = net::port_sharing::join_group});
+  BOOST_TEST(other_member.has_value());
+  // Exclusive and open_group stay out of it.
+  auto outsider = net::listen(at);
+  BOOST_TEST(!outsider.has_value());
+  auto second_group = net::listen(at, {.sharing = net::port_sharing::open_group});
+  BOOST_TEST(!second_group.has_value());
+}
+
 BOOST_AUTO_TEST_CASE(connect_send_recv_round_trip_through_an_echo_server) {
   auto accepted = std::make_shared<std::atomic<int>>(0), closed = std::make_shared<std::atomic<int>>(0);
   net::socket l = listener_on_loopback();

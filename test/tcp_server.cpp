@@ -325,6 +325,26 @@ BOOST_AUTO_TEST_CASE(a_port_in_use_is_an_error_value) {
   rt.stop();
 }
 
+BOOST_AUTO_TEST_CASE(a_port_held_by_another_programs_reuseport_listener_is_refused_and_keeps_its_connections) {
+  for (auto mode : {actors::accept_on::every_shard, actors::accept_on::shard_zero}) {
+    foreign_listener other(true);  // SO_REUSEPORT, same user: the kernel would let us share it
+    BOOST_REQUIRE(other.ok());
+    runtime rt{test_config()};
+    auto s = std::make_shared<seen>();
+    auto server = actors::serve_tcp<echo>(rt, {.at = net::address::loopback(other.port()), .accept = mode}, s);
+    BOOST_TEST(!server.has_value(), "serve_tcp started on a port another program holds");
+    if (!server.has_value()) BOOST_TEST((server.error() == std::errc::address_in_use));
+    // Every connection still goes to its owner, none to us.
+    constexpr int n = 32;
+    std::vector<std::unique_ptr<client>> clients;
+    for (int i = 0; i < n; ++i) clients.push_back(std::make_unique<client>(other.port()));
+    int got = 0;
+    BOOST_TEST(eventually([&] { return (got += other.accept_all()) >= n; }, std::chrono::seconds(5)));
+    BOOST_TEST(got == n);
+    rt.stop();
+  }
+}
+
 BOOST_AUTO_TEST_CASE(try_write_pauses_at_the_cap_and_resumes_when_writable) {
   auto s = std::make_shared<seen>();
   runtime rt{test_config(2)};

@@ -77,16 +77,37 @@ class socket : public detail::owned_descriptor {
   result<address> peer_address() const;
 };
 
+/// Whether a TCP listener shares its port with other listeners
+/// (SO_REUSEPORT, the kernel spreading connections over them).
+enum class port_sharing {
+  /// No SO_REUSEPORT: the bind fails with EADDRINUSE while any other socket
+  /// listens on the port, with SO_REUSEPORT or not. The default.
+  exclusive,
+  /// The first listener of a group (one per shard, say): binds like
+  /// `exclusive`, so it fails with EADDRINUSE if anyone holds the port —
+  /// also another program's SO_REUSEPORT listeners, which it would
+  /// otherwise share the connections with — then sets SO_REUSEPORT before
+  /// listening, so that `join_group` listeners can share the port.
+  open_group,
+  /// SO_REUSEPORT before the bind: shares the port with the SO_REUSEPORT
+  /// listeners on it, whoever made them (the kernel asks only for the same
+  /// user). Use it after an `open_group` listener of one's own. The kernel
+  /// has no way to close a group: a SO_REUSEPORT listener of the same user
+  /// started later can still join it.
+  join_group,
+};
+
 struct listen_options {
   int backlog = 1024;
-  /// SO_REUSEPORT, so that every shard may have a listener on the port.
-  bool reuse_port = false;
+  /// SO_REUSEPORT or not; only asked for, never set by default.
+  port_sharing sharing = port_sharing::exclusive;
 };
 
 /// A stream socket (TCP, or Unix for a Unix address) bound to `at` and
-/// listening (SO_REUSEADDR set for TCP). Port 0
-/// picks a free port: see local_address(). Errors: bind's and listen's
-/// (EADDRINUSE...).
+/// listening (SO_REUSEADDR set for TCP, SO_REUSEPORT as `options.sharing`
+/// says; Unix sockets ignore it). Port 0 picks a free port: see
+/// local_address(). Errors: setsockopt's, bind's and listen's (EADDRINUSE
+/// when the port is held and not shared...).
 result<socket> listen(const address& at, listen_options options = {});
 
 /// A non-connected socket of `type` (SOCK_STREAM, SOCK_DGRAM) for `family`
