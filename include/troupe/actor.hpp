@@ -39,32 +39,39 @@ namespace troupe {
 /// shard: with the reply, or errc::timeout, errc::actor_stopped (at once
 /// when the target is already dead) or errc::actor_failed. If the asker
 /// stops first, `fn` never runs.
+///
+/// The request owns a copy of its target ref and the message (`M` is the
+/// message type without cv or reference), so it may be made in one frame
+/// and sent from another: nothing it holds dangles when the temporaries it
+/// was made from are gone.
 template <class A, class M>
 class [[nodiscard("an ask is sent by .then(fn)")]] ask_request {
- public:
-  using reply = detail::reply_type<A, std::remove_cvref_t<M>>;
+  static_assert(std::is_same_v<M, std::remove_cvref_t<M>>, "troupe: ask_request<A, M>: M is a plain message type");
 
-  ask_request(actor_base* asker, const ref<A>& target, M&& msg, std::chrono::nanoseconds timeout)
-      : asker_(asker), target_(target), msg_(std::forward<M>(msg)), timeout_(timeout) {}
+ public:
+  using reply = detail::reply_type<A, M>;
+
+  template <class T>
+  ask_request(actor_base* asker, const ref<A>& target, T&& msg, std::chrono::nanoseconds timeout)
+      : asker_(asker), target_(target), msg_(std::forward<T>(msg)), timeout_(timeout) {}
 
   template <class F>
   void then(F&& fn) && {
     static_assert(std::is_invocable_v<F&, result<reply>>,
                   "troupe: ask(...).then(fn): fn must be callable with troupe::result<Reply>");
-    using message = std::remove_cvref_t<M>;
     detail::control_block* target = target_.control();
     if (target == nullptr) throw error("troupe: ask through an empty ref");
     auto* p = new detail::pending_ask_with<reply, std::decay_t<F>>(std::forward<F>(fn));
     std::uint64_t id = detail::register_ask(asker_, p, timeout_);
-    detail::post(target, detail::make_envelope<detail::ask_envelope<A, message>>(target,
+    detail::post(target, detail::make_envelope<detail::ask_envelope<A, M>>(target,
                              detail::reply_to<reply>(detail::actor_access::cb(*asker_), id),
-                             std::forward<M>(msg_)));
+                             std::move(msg_)));
   }
 
  private:
   actor_base* asker_;
-  const ref<A>& target_;
-  M&& msg_;
+  ref<A> target_;
+  M msg_;
   std::chrono::nanoseconds timeout_;
 };
 
@@ -163,12 +170,12 @@ class actor : public actor_base {
   /// or for its target or this actor to stop.
   template <class A, class M, class Rep = defaults::ask_timeout_type::rep,
             class Period = defaults::ask_timeout_type::period>
-  ask_request<A, M> ask(const ref<A>& to, M&& m,
+  ask_request<A, std::remove_cvref_t<M>> ask(const ref<A>& to, M&& m,
                         std::chrono::duration<Rep, Period> timeout = defaults::ask_timeout) {
     static_assert(handles<A, std::remove_cvref_t<M>>,
                   "troupe: ask(ref<Actor>, Message): the actor type has no handler on(Message) "
                   "for this message type — see 'with M = ...; A = ...' above");
-    return ask_request<A, M>(this, to, std::forward<M>(m), detail::saturating_ns(timeout));
+    return ask_request<A, std::remove_cvref_t<M>>(this, to, std::forward<M>(m), detail::saturating_ns(timeout));
   }
 
   /// In a handler that returns deferred<R>: takes the promise of the ask
