@@ -52,7 +52,12 @@ std::string io_uring_unavailable_message(int err) {
            std::string(err == ENOSYS ? ", or use a kernel built with CONFIG_IO_URING." : ".");
   if (err == ENOMEM)
     return head + "Raise the locked-memory limit (ulimit -l) or lower config::sq_entries/cq_entries.";
-  return head + "Check that the kernel supports io_uring (5.19 or newer is needed).";
+  // The plainest ring troupe sets up needs IORING_SETUP_SINGLE_ISSUER (6.0);
+  // the doorbells need IORING_OP_MSG_RING (5.18) and SUBMIT_ALL (5.18).
+  // COOP_TASKRUN (5.19) and DEFER_TASKRUN (6.1) fall back when refused.
+  return head +
+         "The kernel refused even the plainest ring troupe sets up "
+         "(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE): Linux 6.0 or newer is needed.";
 }
 
 std::string ring::open(const config& cfg, unsigned shard) {

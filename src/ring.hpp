@@ -52,6 +52,12 @@ class ring {
   /// split across two submissions.
   void reserve(unsigned n) noexcept;
 
+  /// The kernel's count of completions it dropped because the CQ was full
+  /// and it could not keep them aside (the ring's cq.koverflow).
+  unsigned cq_dropped() const noexcept {
+    return __atomic_load_n(ring_.cq.koverflow, __ATOMIC_RELAXED);
+  }
+
   /// Flags the kernel set in the SQ ring (IORING_SQ_TASKRUN, _CQ_OVERFLOW).
   unsigned sq_flags() const noexcept {
     return __atomic_load_n(ring_.sq.kflags, __ATOMIC_RELAXED);

@@ -361,9 +361,9 @@ void shard::submit() noexcept {
   if (io_uring_sq_ready(r) > 0) {
     io_uring_submit(r);
   } else if (ring_.sq_flags() & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) {
-    if (ring_.sq_flags() & IORING_SQ_CQ_OVERFLOW) ++cq_overflows_;
     io_uring_get_events(r);
   }
+  cq_overflows_.raise_to(ring_.cq_dropped());
 }
 
 bool shard::reap() noexcept {
@@ -399,6 +399,9 @@ bool shard::reap() noexcept {
     }
   }
   io_uring_cq_advance(r, n);
+  // More completions wait aside in the kernel (IORING_FEAT_NODROP); the next
+  // submit() flushes them in.
+  if (n != 0 && (ring_.sq_flags() & IORING_SQ_CQ_OVERFLOW)) ++cq_backlogs_;
   return n != 0;
 }
 
@@ -760,6 +763,7 @@ void shard::shutdown() {
   core_.shutdown_barrier();
   // Phase 4: every envelope of this pool is home; close the ring.
   reap();
+  cq_overflows_.raise_to(ring_.cq_dropped());
   if (fixed_ != nullptr) fixed_->unregistered();  // buffers still held work as plain memory
   if (recv_ != nullptr) recv_->unregistered();
   ring_.close();
@@ -780,6 +784,7 @@ void shard::fill_stats(shard_stats& s) const {
   s.envelopes_live = pool_.live();
   s.pool_slabs = pool_.slabs();
   s.cq_overflows = cq_overflows_.get();
+  s.cq_backlogs = cq_backlogs_.get();
   s.drop_failures = drop_failures_.get();
   s.actors_live = actors_live_.get();
   s.steal_attempts = steal_attempts_.get();

@@ -211,7 +211,7 @@ class shard {
 
   alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
       doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,
-      mailbox_high_water_, cq_overflows_, drop_failures_, actors_live_, steal_attempts_, steals_,
+      mailbox_high_water_, cq_overflows_, cq_backlogs_, drop_failures_, actors_live_, steal_attempts_, steals_,
       actors_stolen_, peer_wakeups_, unbound_runs_, io_submitted_, io_cancelled_, io_completed_;
   // Written by thieves and steering senders too.
   alignas(64) std::atomic<std::uint64_t> migrated_in_{0}, migrated_out_{0};

@@ -247,3 +247,20 @@ BOOST_AUTO_TEST_CASE(a_seccomp_filter_answering_enosys_makes_the_runtime_throw_w
                          * boost::unit_test::precondition(io_uring_allowed_by_sysctl())) {
   check_refused_with_advice(ENOSYS);
 }
+
+// A kernel older than the flags troupe needs answers io_uring_setup with
+// EINVAL for every setup tried: the error names the kernel version those
+// flags need (SINGLE_ISSUER: Linux 6.0), not an older one.
+BOOST_AUTO_TEST_CASE(a_kernel_refusing_every_ring_setup_gets_the_kernel_version_the_flags_need,
+                     *boost::unit_test::precondition(on_x86_64())) {
+  child_result r = start_runtime_with_io_uring_setup_failing(EINVAL);
+  BOOST_TEST_INFO("child said: " << r.message);
+  BOOST_TEST_REQUIRE(!r.hung);
+  BOOST_TEST_INFO("child said: " << r.message);
+  BOOST_TEST_REQUIRE(r.exit_status == static_cast<int>(threw_error));
+  const std::string& m = r.message;
+  BOOST_TEST_INFO("what(): " << m);
+  BOOST_TEST(m.find("Linux 6.0 or newer") != std::string::npos);
+  BOOST_TEST_INFO("what(): " << m);
+  BOOST_TEST(m.find("IORING_SETUP_SINGLE_ISSUER") != std::string::npos);
+}

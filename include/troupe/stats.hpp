@@ -23,7 +23,8 @@ struct shard_stats {
   std::uint64_t mailbox_high_water = 0;// deepest mailbox seen on this shard
   std::uint64_t envelopes_live = 0;    // taken from this shard's pool, not yet back
   std::uint64_t pool_slabs = 0;        // slab allocations of this shard's pool
-  std::uint64_t cq_overflows = 0;      // turns that found the CQ in overflow
+  std::uint64_t cq_overflows = 0;      // completions the kernel dropped: its CQ overflow count
+  std::uint64_t cq_backlogs = 0;       // turns that found completions kept aside by a full CQ
   std::uint64_t drop_failures = 0;     // dropped messages (dead letters...) whose destructor threw
   std::uint64_t actors_live = 0;       // pinned actors alive on this shard
   // Work stealing (unbound actors).
