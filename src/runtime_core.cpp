@@ -20,6 +20,7 @@
 #include <sched.h>
 
 #include <cerrno>
+#include <cstring>
 #include <latch>
 #include <string>
 #include <thread>
@@ -238,8 +239,11 @@ void runtime_core::foreign_doorbell(shard& target) noexcept {
     }
     if (r >= 0) return;
     if (r != -EOVERFLOW && r != -ENOMEM && r != -EBUSY && r != -EAGAIN && r != -EINTR) {
-      log().error("foreign doorbell to shard {}: unexpected error {}; retrying", target.id(), -r);
-      std::this_thread::yield();
+      // Not a full CQ or a short memory: ringing again cannot help (EBADF
+      // was a ring already closed, before stop() counted as a send).
+      log().error("foreign doorbell to shard {} failed: {}; not ringing again", target.id(),
+                  std::strerror(-r));
+      return;
     }
   }
 }
@@ -252,12 +256,22 @@ void runtime_core::request_stop() noexcept {
   // whose doorbell failed: that sender may go into shutdown before its retry
   // and the barrier would wait forever. Stopping is rare; one system call
   // per sleeping shard is cheap. A shard that parks later sees the flag.
+  // The ringing counts as a foreign send: a shard that wakes by itself and
+  // sees the request waits for it before it goes on towards closing its
+  // ring (wait_foreign_sends), so no doorbell here finds a closed ring, and
+  // the owner's join cannot close the alien ring under us.
+  foreign_in_flight_.fetch_add(1, std::memory_order_seq_cst);
   shard* me = this_shard_ptr();
   for (auto& s : shards_) {
     if (s.get() == me) continue;
     s->claim_doorbell();
-    if (s->parked_state() != park_state::running) foreign_doorbell(*s);
+    if (s->parked_state() != park_state::running) {
+      if (cfg_.fault_injection.stop_wake_delay.count() > 0)
+        std::this_thread::sleep_for(cfg_.fault_injection.stop_wake_delay);
+      foreign_doorbell(*s);
+    }
   }
+  foreign_in_flight_.fetch_sub(1, std::memory_order_seq_cst);
   {
     std::lock_guard lock(state_mutex_);
   }
@@ -316,7 +330,7 @@ void runtime_core::fill_stats(runtime_stats& s) const {
 }  // namespace troupe::detail
 
 namespace troupe::detail {
-void runtime_core::wait_foreign_sends() const noexcept {
-  while (foreign_in_flight_.load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+bool runtime_core::foreign_sends_in_flight() const noexcept {
+  return foreign_in_flight_.load(std::memory_order_seq_cst) != 0;
 }
 }  // namespace troupe::detail

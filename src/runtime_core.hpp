@@ -73,9 +73,10 @@ class runtime_core {
   /// The shards' shutdown phases meet here.
   void shutdown_barrier() { shutdown_barrier_->arrive_and_wait(); }
 
-  /// Waits until no foreign send is between its "accepting" check and its
-  /// push (called by the shards once stop was requested).
-  void wait_foreign_sends() const noexcept;
+  /// Whether a foreign send (or stop()'s ringing) is between its
+  /// "accepting" check and its doorbell; the shards wait for none once stop
+  /// was requested.
+  bool foreign_sends_in_flight() const noexcept;
 
  private:
   void probe_registered_doorbell();

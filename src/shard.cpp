@@ -715,7 +715,12 @@ void shard::park() {
 
 void shard::shutdown() {
   draining_ = true;
-  core_.wait_foreign_sends();
+  // Reaping meanwhile: a foreign doorbell to a full CQ fails until we make
+  // room, and its sender retries until it gets through.
+  while (core_.foreign_sends_in_flight()) {
+    reap();
+    std::this_thread::yield();
+  }
   // Phase 0: no handler runs anywhere any more, so an unbound actor is idle
   // or queued somewhere, never running.
   core_.shutdown_barrier();

@@ -110,6 +110,10 @@ struct config {
     /// This io_uring opcode counts as missing from the kernel's probe, so
     /// operations using it take their "unsupported" path. -1: none.
     int hide_opcode = -1;
+    /// runtime::stop() waits this long between finding a shard parked and
+    /// ringing it awake, so that shards which wake by themselves can get
+    /// through their whole shutdown in between. 0: no wait.
+    std::chrono::nanoseconds stop_wake_delay{0};
   } fault_injection{};
 };
 
