@@ -72,6 +72,8 @@ void shard::start_io(pending_io* p) noexcept {
   io_uring_sqe* sqe = ring_.sqe();
   *sqe = prepared;
   io_uring_sqe_set_data64(sqe, tag(cqe_kind::io, reinterpret_cast<std::uintptr_t>(p)));
+  p->opcode = prepared.opcode;
+  link_in_kernel(p);
   ++inflight_;
   if (timed) {
     // Fires -> the operation completes with -ECANCELED (reported as
@@ -81,6 +83,20 @@ void shard::start_io(pending_io* p) noexcept {
     io_uring_sqe_set_data64(t, tag(cqe_kind::io_timeout, 0));
     ++inflight_;
   }
+}
+
+void shard::link_in_kernel(pending_io* p) noexcept {
+  p->kernel_prev = nullptr;
+  p->kernel_next = in_kernel_;
+  if (in_kernel_ != nullptr) in_kernel_->kernel_prev = p;
+  in_kernel_ = p;
+}
+
+void shard::unlink_in_kernel(pending_io* p) noexcept {
+  if (p->kernel_prev != nullptr) p->kernel_prev->kernel_next = p->kernel_next;
+  else in_kernel_ = p->kernel_next;
+  if (p->kernel_next != nullptr) p->kernel_next->kernel_prev = p->kernel_prev;
+  p->kernel_prev = p->kernel_next = nullptr;
 }
 
 void shard::cancel_io(pending_io* p, bool orphan) noexcept {

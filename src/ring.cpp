@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <sched.h>
 #include <string>
 
 namespace troupe::detail {
@@ -65,7 +66,10 @@ std::string ring::open(const config& cfg, unsigned shard) {
   int n = cfg.ring == ring_setup::plain ? 1 : 2;
   for (int i = 0; i < n; ++i) {
     io_uring_params p{};
-    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | flags_of(tries[i]);
+    // SUBMIT_ALL: one bad SQE gets its error CQE and the rest of the batch
+    // still goes, so a submit is short only when the kernel took nothing.
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+              flags_of(tries[i]);
     p.cq_entries = cfg.cq_entries;
     int r = io_uring_queue_init_params(cfg.sq_entries, &ring_, &p);
     if (r == -EINVAL && i + 1 < n) {
@@ -76,6 +80,10 @@ std::string ring::open(const config& cfg, unsigned shard) {
     if (r < 0) return io_uring_unavailable_message(-r);
     setup_ = tries[i];
     open_ = true;
+    shard_ = shard;
+    short_submit_every_ = cfg.fault_injection.short_submit_every_kth;
+    spilled_.reserve(p.cq_entries);  // a spill in a handler allocates nothing, mostly
+    if (short_submit_every_ == 1) short_submit_every_ = 2;  // every submit failing never submits
     log().debug("shard {}: ring fd {} set up with {}, sq {} cq {}", shard, ring_.ring_fd,
                 name_of(setup_), p.sq_entries, p.cq_entries);
     return {};
@@ -88,14 +96,74 @@ void ring::close() noexcept {
   open_ = false;
 }
 
+int ring::injected_failure() noexcept {
+  if (short_submit_every_ == 0) return 0;
+  // As kernels that take no SQE until a full CQ is read answer.
+  if (io_uring_cq_ready(&ring_) >= ring_.cq.ring_entries) return -EBUSY;
+  if (++submits_ % short_submit_every_ != 0) return 0;
+  return (submits_ / short_submit_every_) % 2 ? -EAGAIN : -ENOMEM;  // short of memory
+}
+
+int ring::submit() noexcept {
+  int r = injected_failure();
+  if (r == 0) r = io_uring_submit(&ring_);
+  if (r < 0) note(r);
+  return r;
+}
+
+int ring::submit_and_wait(__kernel_timespec* timeout) noexcept {
+  int r = injected_failure();
+  if (r == 0) {
+    io_uring_cqe* cqe = nullptr;
+    r = timeout == nullptr ? io_uring_submit_and_wait(&ring_, 1)
+                           : io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, timeout, nullptr);
+  }
+  if (r < 0 && r != -ETIME) note(r);
+  return r;
+}
+
+void ring::note(int failed) noexcept {
+  if (failed == -EBADR) {
+    // Reported once per drop: completions are gone, and the operations that
+    // waited for them are given up on at stop (shard::abandon_in_kernel).
+    log().error("shard {}: the kernel dropped completions (CQ overflow without memory to keep "
+                "them; {} so far): the operations they ended are abandoned at stop",
+                shard_, cq_dropped());
+    return;
+  }
+  if (failed == -EINTR || warned_) return;
+  warned_ = true;
+  log().warn("shard {}: io_uring_submit took nothing ({}); retrying", shard_, std::strerror(-failed));
+}
+
+void ring::make_room(int failed) noexcept {
+  if (failed == -EBUSY || io_uring_cq_ready(&ring_) >= ring_.cq.ring_entries) {
+    unsigned head, n = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      spilled_.push_back(*cqe);
+      ++n;
+    }
+    io_uring_cq_advance(&ring_, n);
+    if (n != 0) return;
+  }
+  if (failed != -EINTR) sched_yield();
+}
+
+void ring::flush() noexcept {
+  while (io_uring_sq_ready(&ring_) > 0)
+    if (int r = submit(); r < 0) make_room(r);
+}
+
 void ring::reserve(unsigned n) noexcept {
-  while (io_uring_sq_space_left(&ring_) < n) io_uring_submit(&ring_);
+  while (io_uring_sq_space_left(&ring_) < n)
+    if (int r = submit(); r < 0) make_room(r);
 }
 
 io_uring_sqe* ring::sqe() noexcept {
   io_uring_sqe* s = io_uring_get_sqe(&ring_);
   while (s == nullptr) {
-    io_uring_submit(&ring_);
+    if (int r = submit(); r < 0) make_room(r);
     s = io_uring_get_sqe(&ring_);
   }
   return s;

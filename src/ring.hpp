@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace troupe::detail {
 
@@ -46,11 +47,25 @@ class ring {
   ring_setup setup() const noexcept { return setup_; }
   bool is_open() const noexcept { return open_; }
 
-  /// A free SQE; submits first when the SQ is full.
+  /// A free SQE; submits first when the SQ is full, until the kernel took
+  /// some (see make_room).
   io_uring_sqe* sqe() noexcept;
   /// Submits first unless `n` SQEs are free: a linked pair must not be
   /// split across two submissions.
   void reserve(unsigned n) noexcept;
+
+  /// io_uring_submit, through config::fault_injection.short_submit_every_kth.
+  /// < 0: nothing was submitted; what is queued stays and goes next time.
+  int submit() noexcept;
+  /// Submits until the kernel took every queued SQE.
+  void flush() noexcept;
+  /// Submits and waits for one CQE, `timeout` null for ever. The result of
+  /// the enter, as submit().
+  int submit_and_wait(__kernel_timespec* timeout) noexcept;
+
+  /// CQEs moved out of the CQ by make_room() (a submit that said -EBUSY
+  /// while the caller could not reap); reap them before the CQ.
+  std::vector<io_uring_cqe>& spilled() noexcept { return spilled_; }
 
   /// The kernel's count of completions it dropped because the CQ was full
   /// and it could not keep them aside (the ring's cq.koverflow).
@@ -64,7 +79,19 @@ class ring {
   }
 
  private:
+  // After a submit that took nothing: -EBUSY (completions wait and the
+  // kernel wants the CQ read first) spills the CQ; anything else (-EAGAIN,
+  // -ENOMEM: the kernel is short of memory) yields and is logged once.
+  void make_room(int failed) noexcept;
+  int injected_failure() noexcept;
+  void note(int failed) noexcept;  // logs a failed enter: -EBADR always, others once
+
   io_uring ring_{};
+  std::vector<io_uring_cqe> spilled_;
+  unsigned short_submit_every_ = 0;  // config::fault_injection
+  unsigned submits_ = 0;
+  unsigned shard_ = 0;
+  bool warned_ = false;
   ring_setup setup_ = ring_setup::plain;
   bool open_ = false;
 };

@@ -41,7 +41,9 @@
 
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <typeinfo>
@@ -357,9 +359,12 @@ void shard::retry_doorbells() noexcept {
 
 void shard::submit() noexcept {
   io_uring* r = ring_.get();
-  cancel_unsubmitted_ = false;
-  if (io_uring_sq_ready(r) > 0) {
-    io_uring_submit(r);
+  if (cancel_unsubmitted_) {
+    // Into the kernel before anything is reaped, whatever it takes.
+    ring_.flush();
+    cancel_unsubmitted_ = false;
+  } else if (io_uring_sq_ready(r) > 0) {
+    ring_.submit();  // a submit that took nothing leaves the SQEs for the next turn
   } else if (ring_.sq_flags() & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) {
     io_uring_get_events(r);
   }
@@ -368,41 +373,58 @@ void shard::submit() noexcept {
 
 bool shard::reap() noexcept {
   io_uring* r = ring_.get();
-  unsigned head, n = 0;
+  unsigned n = 0;
+  // CQEs a submit moved aside while the CQ had to be read come first.
+  if (std::vector<io_uring_cqe>& early = ring_.spilled(); !early.empty()) {
+    for (std::size_t i = 0; i < early.size(); ++i) on_cqe(early[i].user_data, early[i].res, early[i].flags);
+    n += static_cast<unsigned>(early.size());
+    early.clear();
+  }
+  unsigned head, here = 0;
   io_uring_cqe* cqe;
   io_uring_for_each_cqe(r, head, cqe) {
-    ++n;
-    std::uint64_t ud = cqe->user_data;
-    switch (kind_of(ud)) {
-      case cqe_kind::doorbell: break;  // its job was to wake us
-      case cqe_kind::doorbell_sent:
-        if (cqe->res < 0) {
-          log().debug("shard {}: doorbell to shard {} failed ({}), ringing again", id_,
-                      arg_of(ud), -cqe->res);
-          ++doorbells_retried_;
-          retry_doorbell_[arg_of(ud)] = 1;
-          any_retry_ = true;
-        }
-        break;
-      case cqe_kind::io:
-        if ((cqe->flags & IORING_CQE_F_MORE) == 0) --inflight_;  // its last CQE
-        complete_io(reinterpret_cast<pending_io*>(arg_of(ud)), cqe->res, cqe->flags);
-        break;
-      case cqe_kind::io_cancel: break;  // the target had completed already
-      case cqe_kind::io_timeout: --inflight_; break;
-      case cqe_kind::doorbell_fault:
-        --inflight_;
-        ++doorbells_retried_;
-        retry_doorbell_[arg_of(ud) & 0xffffffffu] = 1;
-        any_retry_ = true;
-        break;
-    }
+    ++here;
+    on_cqe(cqe->user_data, cqe->res, cqe->flags);
   }
-  io_uring_cq_advance(r, n);
+  io_uring_cq_advance(r, here);
+  n += here;
   // More completions wait aside in the kernel (IORING_FEAT_NODROP); the next
   // submit() flushes them in.
-  if (n != 0 && (ring_.sq_flags() & IORING_SQ_CQ_OVERFLOW)) ++cq_backlogs_;
+  if (here != 0 && (ring_.sq_flags() & IORING_SQ_CQ_OVERFLOW)) ++cq_backlogs_;
   return n != 0;
+}
+
+void shard::on_cqe(std::uint64_t ud, int res, unsigned flags) noexcept {
+  switch (kind_of(ud)) {
+    case cqe_kind::doorbell: break;  // its job was to wake us
+    case cqe_kind::doorbell_sent:
+      if (res < 0) {
+        log().debug("shard {}: doorbell to shard {} failed ({}), ringing again", id_, arg_of(ud), -res);
+        ++doorbells_retried_;
+        retry_doorbell_[arg_of(ud)] = 1;
+        any_retry_ = true;
+      }
+      break;
+    case cqe_kind::io: {
+      auto* p = reinterpret_cast<pending_io*>(arg_of(ud));
+      if ((flags & IORING_CQE_F_MORE) == 0) {  // its last CQE
+        if (unsigned k = cfg().fault_injection.lose_every_kth_completion; k != 0 && ++final_cqes_ % k == 0)
+          break;  // "dropped by the kernel": the record stays owed
+        unlink_in_kernel(p);
+        --inflight_;
+      }
+      complete_io(p, res, flags);
+      break;
+    }
+    case cqe_kind::io_cancel: break;  // the target had completed already
+    case cqe_kind::io_timeout: --inflight_; break;
+    case cqe_kind::doorbell_fault:
+      --inflight_;
+      ++doorbells_retried_;
+      retry_doorbell_[arg_of(ud) & 0xffffffffu] = 1;
+      any_retry_ = true;
+      break;
+  }
 }
 
 bool shard::take_inbox() noexcept {
@@ -690,13 +712,12 @@ void shard::park() {
   flush_returns();
   park_.store(park_state::parked, std::memory_order_seq_cst);
   if (!inbox_.empty() || core_.stop_requested() || !ready_.empty() || !own_.empty() ||
-      peers_have_work()) {
+      !ring_.spilled().empty() || peers_have_work()) {
     park_.store(park_state::running, std::memory_order_seq_cst);
     submit();  // what the last turns prepared must not wait any longer
     return;
   }
   ++parks_;
-  io_uring_cqe* cqe = nullptr;
   __kernel_timespec ts{};
   __kernel_timespec* tsp = nullptr;
   // Deadlines come from deadline_after: never_ns (nothing due, ever) waits
@@ -709,7 +730,8 @@ void shard::park() {
     ts.tv_nsec = wait % 1'000'000'000;
     tsp = &ts;
   }
-  io_uring_submit_and_wait_timeout(ring_.get(), &cqe, 1, tsp, nullptr);
+  // A submit that took nothing returns at once: the next turn tries again.
+  ring_.submit_and_wait(tsp);
   park_.store(park_state::running, std::memory_order_seq_cst);
 }
 
@@ -739,12 +761,7 @@ void shard::shutdown() {
   // Phase 2: reap until nothing we wait for is in flight; the blocking pool
   // finishes its jobs (their results are dead letters now).
   if (id_ == 0) core_.blocking().wait_idle();
-  for (;;) {
-    reap();
-    if (any_retry_) retry_doorbells();
-    if (inflight_ == 0 && !any_retry_) break;
-    io_uring_submit_and_wait(ring_.get(), 1);
-  }
+  wait_in_flight();
   submit();
   core_.shutdown_barrier();
   // Phase 3: drain. Nobody sends any more; every queued envelope is a dead
@@ -772,6 +789,55 @@ void shard::shutdown() {
   if (fixed_ != nullptr) fixed_->unregistered();  // buffers still held work as plain memory
   if (recv_ != nullptr) recv_->unregistered();
   ring_.close();
+}
+
+void shard::wait_in_flight() noexcept {
+  const std::int64_t grace = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg().shutdown_grace).count();
+  std::int64_t until = now_ns() + grace;
+  bool cancelled_all = false;
+  for (;;) {
+    reap();
+    if (any_retry_) retry_doorbells();
+    if (inflight_ == 0 && !any_retry_) return;
+    const std::int64_t now = now_ns();
+    if (now >= until) {
+      if (cancelled_all || in_kernel_ == nullptr) return abandon_in_kernel(true);
+      // Cancel everything still in the kernel, and wait until it is done:
+      // after that the kernel touches none of our records any more.
+      cancelled_all = true;
+      io_uring_sync_cancel_reg reg{};
+      reg.flags = IORING_ASYNC_CANCEL_ANY;
+      reg.timeout.tv_sec = 1;
+      int r = io_uring_register_sync_cancel(ring_.get(), &reg);
+      log().warn("shard {}: {} operation(s) still in the kernel {} ms into stop; cancelled them all ({})",
+                 id_, inflight_, grace / 1'000'000, r == 0 || r == -ENOENT ? "done" : std::strerror(-r));
+      if (r != 0 && r != -ENOENT) return abandon_in_kernel(false);
+      until = now + grace;
+      continue;
+    }
+    __kernel_timespec ts{};
+    const std::int64_t wait = std::min<std::int64_t>(until - now, 50'000'000);
+    ts.tv_nsec = wait;
+    ring_.submit_and_wait(&ts);
+  }
+}
+
+void shard::abandon_in_kernel(bool kernel_done) noexcept {
+  // Completions that never came (a CQE the kernel dropped): the records are
+  // answered as cancelled, so their actors' dead letters and references go
+  // as usual. If the kernel might still be working on them, they are left
+  // allocated: freeing memory the kernel may write is worse than a leak.
+  while (pending_io* p = in_kernel_) {
+    unlink_in_kernel(p);
+    ++io_abandoned_;
+    log().error("shard {}: stop gave up on an I/O operation (opcode {}) of {}: its completion never came{}",
+                id_, unsigned(p->opcode), p->owner->type()->name,
+                kernel_done ? "" : "; left allocated, the kernel may still use it");
+    if (kernel_done) complete_io(p, -ECANCELED, 0);
+  }
+  if (inflight_ != 0) log().debug("shard {}: {} other CQE(s) never came", id_, inflight_);
+  inflight_ = 0;
+  any_retry_ = false;
 }
 
 void shard::fill_stats(shard_stats& s) const {
@@ -802,6 +868,7 @@ void shard::fill_stats(shard_stats& s) const {
   s.io_submitted = io_submitted_.get();
   s.io_cancelled = io_cancelled_.get();
   s.io_completed = io_completed_.get();
+  s.io_abandoned = io_abandoned_.get();
 }
 
 }  // namespace troupe::detail

@@ -164,6 +164,13 @@ class shard {
   void requeue(control_block* cb) noexcept;
   void submit_if_late(std::int64_t& pending_since) noexcept;
   void complete_io(pending_io* p, int res, unsigned flags) noexcept;
+  void on_cqe(std::uint64_t user_data, int res, unsigned flags) noexcept;
+  void link_in_kernel(pending_io* p) noexcept;
+  void unlink_in_kernel(pending_io* p) noexcept;
+  // Shutdown phase 2: waits, bounded by config::shutdown_grace, for every
+  // CQE we wait for; cancels what is left synchronously, then gives up.
+  void wait_in_flight() noexcept;
+  void abandon_in_kernel(bool kernel_done) noexcept;
   void probe_opcodes() noexcept;
   /// "" or why the buffers cannot be had (then the runtime does not start).
   std::string open_fixed_buffers();
@@ -189,6 +196,8 @@ class shard {
   bool any_retry_ = false;
   std::uint64_t doorbells_rung_ = 0;
   unsigned inflight_ = 0;  // SQEs that will produce a CQE we wait for
+  pending_io* in_kernel_ = nullptr;  // records the kernel owes their last CQE
+  std::uint64_t final_cqes_ = 0;     // for config::fault_injection.lose_every_kth_completion
   bool draining_ = false;  // shutdown: no handler runs any more
   bool deferred_submit_ = false;  // the last worked turn left its SQEs to the next
   // A cancel SQE waits in the SQ: it goes to the kernel before the next
@@ -212,7 +221,8 @@ class shard {
   alignas(64) counter messages_run_, sends_local_, sends_remote_, doorbells_sent_,
       doorbells_retried_, faults_injected_, parks_, dead_letters_, late_replies_, unhandled_,
       mailbox_high_water_, cq_overflows_, cq_backlogs_, drop_failures_, actors_live_, steal_attempts_, steals_,
-      actors_stolen_, peer_wakeups_, unbound_runs_, io_submitted_, io_cancelled_, io_completed_;
+      actors_stolen_, peer_wakeups_, unbound_runs_, io_submitted_, io_cancelled_, io_completed_,
+      io_abandoned_;
   // Written by thieves and steering senders too.
   alignas(64) std::atomic<std::uint64_t> migrated_in_{0}, migrated_out_{0};
   std::atomic<std::size_t> incoming_unbound_{0};  // unbound tokens on the inbox

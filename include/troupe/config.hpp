@@ -74,6 +74,10 @@ struct config {
   std::vector<int> cpus{};
   foreign_doorbell foreign = foreign_doorbell::automatic;
   work_stealing stealing{};
+  /// How long stop() waits for operations still in the kernel, twice at
+  /// most: before cancelling all of them synchronously, and after that
+  /// before the ones whose completion never came are logged and dropped.
+  std::chrono::milliseconds shutdown_grace = defaults::shutdown_grace;
   /// Threads for fs::blocking operations (started on first use).
   unsigned blocking_threads = defaults::blocking_threads;
   /// Buffers each shard registers with its ring at start, for
@@ -114,6 +118,15 @@ struct config {
     /// ringing it awake, so that shards which wake by themselves can get
     /// through their whole shutdown in between. 0: no wait.
     std::chrono::nanoseconds stop_wake_delay{0};
+    /// Submits to a shard's ring take nothing and fail as a kernel can fail
+    /// them: every one while the CQ is full with -EBUSY (as kernels that
+    /// take no SQE until the CQ is read), and every k-th other one with
+    /// -EAGAIN and -ENOMEM alternately. 0: never; 1 counts as 2.
+    unsigned short_submit_every_kth = 0;
+    /// Every k-th last completion of an I/O operation is ignored as if the
+    /// kernel had dropped it (-EBADR): its continuation never runs, and
+    /// shutdown must give up on it. 0: never.
+    unsigned lose_every_kth_completion = 0;
   } fault_injection{};
 };
 

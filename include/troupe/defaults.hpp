@@ -18,6 +18,14 @@ inline constexpr unsigned sq_entries = 256;
 /// keeps overflowed CQEs (FEAT_NODROP) but flushing them costs an enter.
 inline constexpr unsigned cq_entries = 1024;
 
+/// How long runtime::stop() waits for the kernel to complete the operations
+/// it cancelled before it cancels everything left synchronously
+/// (IORING_REGISTER_SYNC_CANCEL), and after that before it gives up on
+/// completions that never came (doc/failure-modes.md). A cancelled socket
+/// or timer operation completes at once; a file read the kernel is already
+/// doing finishes first, and a slow disk may take seconds.
+inline constexpr std::chrono::milliseconds shutdown_grace{5000};
+
 /// Messages one actor may run before the shard moves on to the next ready
 /// actor (fairness). fanout_throughput (`--budget=N`) is flat within this
 /// VM's noise from 8 to 256 (4.1-7.7 M msgs/s, doc/benchmarks.md), so the

@@ -39,6 +39,7 @@ struct shard_stats {
   std::uint64_t io_submitted = 0;      // operations issued on this shard's ring
   std::uint64_t io_cancelled = 0;      // of those, cancelled (by their actor, or because it stopped)
   std::uint64_t io_completed = 0;      // of those, whose last completion came back
+  std::uint64_t io_abandoned = 0;      // of those, whose completion never came: dropped at stop (logged)
 };
 
 struct runtime_stats {

@@ -42,6 +42,9 @@ struct pending_io : envelope {
   __kernel_timespec deadline{};
   pending_io* prev = nullptr;  // the owner's list of operations
   pending_io* next_op = nullptr;
+  pending_io* kernel_prev = nullptr;  // the shard's list of records the kernel owes a CQE
+  pending_io* kernel_next = nullptr;
+  std::uint8_t opcode = 0;            // as submitted (named when abandoned)
   void (*prepare)(pending_io*, io_uring_sqe*) = nullptr;
   /// A CQE with IORING_CQE_F_MORE: for a multishot operation, deliver or
   /// drop one result (`deliver`, on the actor's shard, from a shot

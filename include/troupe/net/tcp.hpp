@@ -227,7 +227,9 @@ struct recv_provided {
 /// with actor::end_multishot when quota.full(); what the kernel took
 /// meanwhile still arrives). An empty buffer: end of stream.
 /// std::errc::no_buffer_space (ENOBUFS): the ring ran dry and the recv has
-/// ended (`more` false); re-arm it once buffers come back.
+/// ended (`more` false); re-arm it once buffers come back. The kernel also
+/// ends a multishot recv when its CQ is full: a result with data and `more`
+/// false; re-arm then too (actors/tcp_connection.hpp does both).
 /// errc::unsupported: no buffer ring on this shard.
 struct recv_multishot {
   detail::shared_descriptor keep;
