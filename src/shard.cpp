@@ -41,9 +41,7 @@
 
 #include <cxxabi.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <ctime>
 #include <exception>
 #include <typeinfo>
@@ -789,55 +787,6 @@ void shard::shutdown() {
   if (fixed_ != nullptr) fixed_->unregistered();  // buffers still held work as plain memory
   if (recv_ != nullptr) recv_->unregistered();
   ring_.close();
-}
-
-void shard::wait_in_flight() noexcept {
-  const std::int64_t grace = std::chrono::duration_cast<std::chrono::nanoseconds>(cfg().shutdown_grace).count();
-  std::int64_t until = now_ns() + grace;
-  bool cancelled_all = false;
-  for (;;) {
-    reap();
-    if (any_retry_) retry_doorbells();
-    if (inflight_ == 0 && !any_retry_) return;
-    const std::int64_t now = now_ns();
-    if (now >= until) {
-      if (cancelled_all || in_kernel_ == nullptr) return abandon_in_kernel(true);
-      // Cancel everything still in the kernel, and wait until it is done:
-      // after that the kernel touches none of our records any more.
-      cancelled_all = true;
-      io_uring_sync_cancel_reg reg{};
-      reg.flags = IORING_ASYNC_CANCEL_ANY;
-      reg.timeout.tv_sec = 1;
-      int r = io_uring_register_sync_cancel(ring_.get(), &reg);
-      log().warn("shard {}: {} operation(s) still in the kernel {} ms into stop; cancelled them all ({})",
-                 id_, inflight_, grace / 1'000'000, r == 0 || r == -ENOENT ? "done" : std::strerror(-r));
-      if (r != 0 && r != -ENOENT) return abandon_in_kernel(false);
-      until = now + grace;
-      continue;
-    }
-    __kernel_timespec ts{};
-    const std::int64_t wait = std::min<std::int64_t>(until - now, 50'000'000);
-    ts.tv_nsec = wait;
-    ring_.submit_and_wait(&ts);
-  }
-}
-
-void shard::abandon_in_kernel(bool kernel_done) noexcept {
-  // Completions that never came (a CQE the kernel dropped): the records are
-  // answered as cancelled, so their actors' dead letters and references go
-  // as usual. If the kernel might still be working on them, they are left
-  // allocated: freeing memory the kernel may write is worse than a leak.
-  while (pending_io* p = in_kernel_) {
-    unlink_in_kernel(p);
-    ++io_abandoned_;
-    log().error("shard {}: stop gave up on an I/O operation (opcode {}) of {}: its completion never came{}",
-                id_, unsigned(p->opcode), p->owner->type()->name,
-                kernel_done ? "" : "; left allocated, the kernel may still use it");
-    if (kernel_done) complete_io(p, -ECANCELED, 0);
-  }
-  if (inflight_ != 0) log().debug("shard {}: {} other CQE(s) never came", id_, inflight_);
-  inflight_ = 0;
-  any_retry_ = false;
 }
 
 void shard::fill_stats(shard_stats& s) const {
