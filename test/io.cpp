@@ -177,3 +177,64 @@ BOOST_AUTO_TEST_CASE(results_queued_behind_a_message_still_being_linked_outlive_
   BOOST_TEST(s.dead_letters() > 1u);
   BOOST_TEST(s.envelopes_live() == 0u);
 }
+
+namespace {
+
+struct anchor_tally {
+  std::atomic<int> cycles{0};
+  std::atomic<int> probes{0};
+  std::atomic<int> shards_after{0};  // bit per shard the actor ran on after the cycles
+};
+
+// Writes a chunk into the socket pair, arms a multishot recv on the other
+// end (a result is on the way at once) and cancels it in the same handler,
+// `left` times.
+void arm_and_cancel(worker& self, std::shared_ptr<net::socket> s, int peer, std::shared_ptr<anchor_tally> t,
+                    int left) {
+  if (left == 0) return;
+  char chunk[64] = {};
+  (void)!::send(peer, chunk, sizeof chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+  io::handle h = self.submit(net::recv_multishot{*s}).then([](io::result<net::buffer>, bool) {});
+  self.cancel(h);
+  t->cycles.fetch_add(1);
+  self.send(self.self(), job{[s, peer, t, left](worker& me) { arm_and_cancel(me, s, peer, t, left - 1); }});
+}
+
+}  // namespace
+
+// A cancelled multishot record keeps its unbound actor anchored until its
+// last CQE, and then lets go of it exactly once: after many cancels the
+// actor still moves between shards (an anchor dropped at the cancel and
+// again at the CQE would wrap the count and pin the actor for ever).
+BOOST_AUTO_TEST_CASE(a_cancelled_multishot_lets_go_of_its_anchor_once_at_its_last_completion) {
+  auto pair = net::socket_pair(SOCK_STREAM);
+  BOOST_REQUIRE(pair.has_value());
+  auto a = std::make_shared<net::socket>(std::move(pair->first));
+  net::socket b = std::move(pair->second);
+  auto t = std::make_shared<anchor_tally>();
+  config c = test_config(2);
+  c.message_budget = 1;
+  c.stealing.steal_batch = 1;
+  c.stealing.wake_threshold = 0;
+  c.fault_injection.steal_every_turn = true;
+  c.recv_buffers.count = 64;
+  c.recv_buffers.size = 64;
+  runtime rt{c};
+  auto w = rt.spawn<worker>(stealable{});
+  w.send(job{[a, peer = b.fd(), t](worker& me) { arm_and_cancel(me, a, peer, t, 200); }});
+  BOOST_REQUIRE(eventually([&] { return t->cycles.load() == 200; }, std::chrono::seconds(30)));
+  BOOST_REQUIRE(eventually([&] { return io_settled(rt); }));
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (int round = 0; std::chrono::steady_clock::now() < give_up && t->shards_after.load() != 3; ++round) {
+    for (int i = 0; i < 50; ++i)
+      w.send(job{[t](worker& me) {
+        t->shards_after.fetch_or(1 << me.this_shard());
+        t->probes.fetch_add(1);
+      }});
+    const int want = (round + 1) * 50;
+    BOOST_REQUIRE(eventually([&] { return t->probes.load() >= want; }));
+  }
+  BOOST_TEST(t->shards_after.load() == 3);
+  rt.stop();
+  check_quiescent(rt.stats());
+}
