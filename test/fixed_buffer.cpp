@@ -173,27 +173,46 @@ BOOST_AUTO_TEST_CASE(a_buffer_may_outlive_its_runtime_and_none_are_handed_out_un
   rt.stop();
 }
 
-BOOST_AUTO_TEST_CASE(fixed_buffers_serve_o_direct_reads) {
-  // O_DIRECT needs a file system that has it (tmpfs does not); the build
-  // directory's is tried, then /var/tmp.
-  std::string path;
-  int fd = -1;
+namespace {
+
+// Writes two 4 KiB blocks ("direct" first) into `dir` and opens them with
+// O_DIRECT; -1 (and no file left) where the file system does not take it.
+int open_direct_in(const char* dir, std::string& path) {
+  path = std::string(dir) + "/troupe-direct-" + std::to_string(::getpid());
+  {
+    std::ofstream out(path, std::ios::binary);
+    std::string block(4096, 'd');
+    block.replace(0, 6, "direct");
+    out << block << block;
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) ::unlink(path.c_str());
+  return fd;
+}
+
+// O_DIRECT needs a file system that has it (tmpfs does not): the build
+// directory's, else /var/tmp's. Null where neither does.
+const char* direct_dir() {
   for (const char* dir : {".", "/var/tmp"}) {
-    path = std::string(dir) + "/troupe-direct-" + std::to_string(::getpid());
-    {
-      std::ofstream out(path, std::ios::binary);
-      std::string block(4096, 'd');
-      block.replace(0, 6, "direct");
-      out << block << block;
-    }
-    fd = ::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
-    if (fd >= 0) break;
+    std::string path;
+    int fd = open_direct_in(dir, path);
+    if (fd < 0) continue;
+    ::close(fd);
     ::unlink(path.c_str());
+    return dir;
   }
-  if (fd < 0) {
-    BOOST_TEST_MESSAGE("skipped: no file system here takes O_DIRECT");
-    return;
-  }
+  return nullptr;
+}
+
+bool have_o_direct() { return direct_dir() != nullptr; }
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fixed_buffers_serve_o_direct_reads,
+                     *boost::unit_test::precondition(needs{&have_o_direct, "no file system here takes O_DIRECT"})) {
+  std::string path;
+  int fd = open_direct_in(direct_dir(), path);
+  BOOST_REQUIRE(fd >= 0);
   ::fsync(fd);
   auto done = std::make_shared<std::promise<std::string>>();
   auto verdict = done->get_future();
@@ -291,12 +310,15 @@ struct memlock_limited {
 
 // Registration over RLIMIT_MEMLOCK is not fatal (config.hpp, doc/io.md):
 // the shard logs what to raise, and the buffers work as plain memory.
-BOOST_AUTO_TEST_CASE(buffers_over_the_memlock_limit_are_not_registered_and_work_as_plain_memory) {
+namespace {
+bool can_limit_memlock() { return memlock_limited(64 * 1024).ok; }
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(buffers_over_the_memlock_limit_are_not_registered_and_work_as_plain_memory,
+                     *boost::unit_test::precondition(
+                         needs{&can_limit_memlock, "cannot lower CAP_IPC_LOCK / RLIMIT_MEMLOCK here"})) {
   memlock_limited limit(64 * 1024);
-  if (!limit.ok) {
-    BOOST_TEST_MESSAGE("skipped: cannot lower CAP_IPC_LOCK / RLIMIT_MEMLOCK here");
-    return;
-  }
+  BOOST_REQUIRE(limit.ok);
   auto done = std::make_shared<std::promise<std::string>>();
   auto verdict = done->get_future();
   runtime rt{with_buffers(1, 8, 64 * 1024)};  // 512 KiB against a 64 KiB limit

@@ -26,6 +26,20 @@ inline troupe::ring_setup ring_from_args() {
   return troupe::ring_setup::coop_taskrun;
 }
 
+/// A Boost.Test precondition from a probe of the machine (a kernel feature,
+/// a file system, a privilege): where the probe fails the test is reported
+/// as skipped, with the reason, instead of passing without testing.
+///   BOOST_AUTO_TEST_CASE(t, *boost::unit_test::precondition(needs{&probe, "why"}))
+struct needs {
+  bool (*probe)();
+  const char* missing;
+  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+    boost::test_tools::assertion_result r(probe());
+    if (!r) r.message() << missing;
+    return r;
+  }
+};
+
 /// Tests never spin before parking: two spinning shards per test binary
 /// under `b2 -j2` would starve each other on two CPUs.
 inline troupe::config test_config(troupe::shard_id shards = 2) {

@@ -6,6 +6,7 @@
 #include "fixture.hpp"
 
 #include <troupe/actor.hpp>
+#include <troupe/log.hpp>
 
 #include <fmt/format.h>
 

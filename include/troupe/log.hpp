@@ -4,8 +4,12 @@
 // off; default warn). Never log per message above debug on a hot path.
 #pragma once
 
+#include <fmt/core.h>
+
 #include <functional>
+#include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace troupe {
 
@@ -32,3 +36,21 @@ using log_sink = std::function<void(log_level, std::string_view)>;
 void set_log_sink(log_sink sink);
 
 }  // namespace troupe
+
+namespace troupe {
+namespace detail {
+class ref_base;
+}  // namespace detail
+std::string to_string(const detail::ref_base& r);  // troupe/ref.hpp
+}  // namespace troupe
+
+/// fmt::format("{}", r) for any ref<A> or any_ref: `counter#42@1`, as
+/// troupe::to_string.
+template <class R>
+  requires std::is_base_of_v<troupe::detail::ref_base, R>
+struct fmt::formatter<R> : fmt::formatter<std::string_view> {
+  auto format(const R& r, fmt::format_context& ctx) const {
+    std::string s = troupe::to_string(r);
+    return fmt::formatter<std::string_view>::format(s, ctx);
+  }
+};

@@ -3,7 +3,9 @@
 // A ref points to the actor's control block, which holds its never-reused
 // 64-bit id and its mailbox and outlives the actor's state: sending through a
 // ref to a stopped actor is safe and counts a dead letter. Refs compare and
-// hash by id and format as `counter#42@1` (type, id, shard).
+// hash by id and print as `counter#42@1` (type, id, shard) with to_string and
+// operator<<; fmt::format("{}", r) needs <troupe/log.hpp>, which keeps fmt out
+// of every translation unit that only sends messages.
 #pragma once
 
 #include <troupe/detail/control_block.hpp>
@@ -11,8 +13,6 @@
 #include <troupe/detail/runtime_api.hpp>
 #include <troupe/error.hpp>
 #include <troupe/fwd.hpp>
-
-#include <fmt/format.h>
 
 #include <compare>
 #include <cstdint>
@@ -180,14 +180,5 @@ template <>
 struct std::hash<troupe::any_ref> {
   std::size_t operator()(const troupe::any_ref& r) const noexcept {
     return std::hash<std::uint64_t>{}(r.id());
-  }
-};
-
-template <class R>
-  requires std::is_base_of_v<troupe::detail::ref_base, R>
-struct fmt::formatter<R> : fmt::formatter<std::string_view> {
-  auto format(const R& r, fmt::format_context& ctx) const {
-    std::string s = troupe::to_string(r);
-    return fmt::formatter<std::string_view>::format(s, ctx);
   }
 };
