@@ -218,7 +218,7 @@ deferred<void> file_service::on(const sync& s) {
     submit(open_op(s.path, O_WRONLY, 0)).then([this, reply = std::move(reply)](io::result<fs::file> f) mutable {
       if (!f) return answer(reply, io::result<void>(f.error()));
       auto held = std::make_shared<fs::file>(std::move(*f));
-      submit(fs::fsync(*held, true)).then([this, held, reply = std::move(reply)](io::result<void> r) mutable {
+      submit(fs::fsync(*held, fs::sync_scope::data_only)).then([this, held, reply = std::move(reply)](io::result<void> r) mutable {
         answer(reply, std::move(r));
       });
     });
@@ -226,7 +226,7 @@ deferred<void> file_service::on(const sync& s) {
   }
   shared_file f = it->second.file;
   const fs::file& file = *f;
-  submit(fs::fsync(file, true)).then([this, f, reply = std::move(reply)](io::result<void> r) mutable {
+  submit(fs::fsync(file, fs::sync_scope::data_only)).then([this, f, reply = std::move(reply)](io::result<void> r) mutable {
     answer(reply, std::move(r));
   });
   return {};

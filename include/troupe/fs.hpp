@@ -298,17 +298,23 @@ struct ftruncate {
   }
 };
 
-/// fsync(2), or fdatasync(2) with `data_only`.
+/// What fs::fsync makes durable.
+enum class sync_scope {
+  all,        // data and metadata: fsync(2)
+  data_only,  // data, and the metadata needed to read it back: fdatasync(2)
+};
+
+/// fsync(2), or fdatasync(2) with sync_scope::data_only.
 struct fsync {
   detail::shared_descriptor keep;
   int fd;
-  bool data_only = false;
+  sync_scope scope = sync_scope::all;
 
-  explicit fsync(const file& f, bool data = false) : keep(f.share()), fd(f.fd()), data_only(data) {}
+  explicit fsync(const file& f, sync_scope what = sync_scope::all) : keep(f.share()), fd(f.fd()), scope(what) {}
 
   using output = void;
   void prepare(io_uring_sqe* sqe) {
-    io_uring_prep_fsync(sqe, fd, data_only ? IORING_FSYNC_DATASYNC : 0);
+    io_uring_prep_fsync(sqe, fd, scope == sync_scope::data_only ? IORING_FSYNC_DATASYNC : 0);
   }
   io::result<void> complete(int res, unsigned) { return io::status_of(res); }
 };
