@@ -4,7 +4,6 @@
 
 #include <troupe/actor.hpp>
 #include <troupe/io.hpp>
-#include <troupe/net.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -23,7 +22,6 @@
 #include <functional>
 #include <future>
 #include <string>
-#include <utility>
 
 namespace troupe_test {
 
@@ -94,28 +92,6 @@ class foreign_listener {
   bool ok_ = false;
   std::uint16_t port_ = 0;
 };
-
-/// A connected TCP pair on 127.0.0.1 (a free port), made with plain system
-/// calls: for operations a socket pair does not take (SEND_ZC on AF_UNIX
-/// says EOPNOTSUPP). Empty sockets if any call failed.
-inline std::pair<troupe::net::socket, troupe::net::socket> tcp_loopback_pair() {
-  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int c = -1, s = -1;
-  if (l >= 0 && ::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(l, 1) == 0 &&
-      ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c >= 0 && ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
-      s = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
-  }
-  if (l >= 0) ::close(l);
-  if (s < 0 && c >= 0) ::close(c);
-  if (s < 0) return {};
-  return {troupe::net::socket(c), troupe::net::socket(s)};
-}
 
 /// Runs a job inside an actor: tests write their I/O as continuations.
 class worker;
